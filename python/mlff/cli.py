@@ -1,0 +1,112 @@
+"""The `mlff` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .contract import read_metadata
+
+    meta = read_metadata(args.model)
+    if args.json:
+        print(meta.to_json())
+        return 0
+    print(f"file:              {args.model}")
+    print(f"kind:              {meta.kind}")
+    print(f"contract version:  {meta.contract_version}")
+    print(f"elements:          {' '.join(meta.symbols)}  (Z = {meta.elements})")
+    print(f"cutoff:            {meta.cutoff} Å")
+    print(f"interactions:      {meta.num_interactions}")
+    print(f"interaction range: {meta.interaction_range} Å  (ghost shell for exact MPI runs)")
+    print(f"dtype:             {meta.dtype}")
+    print(f"outputs:           {', '.join(meta.outputs)}")
+    if meta.fidelities:
+        print(f"fidelities:        {', '.join(meta.fidelities)}")
+    print(f"written by:        mlff {meta.mlff_version}, torch {meta.torch_version}")
+    for k, v in meta.hyperparameters.items():
+        print(f"  {k}: {v}")
+    for k, v in meta.provenance.items():
+        print(f"  provenance.{k}: {v}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .contract import export_model
+
+    model = load_checkpoint(args.checkpoint)
+    if args.dtype:
+        model = model.to(getattr(torch, args.dtype))
+    meta = export_model(model, args.output)
+    print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import format_rows, rows_to_json, run_bench
+
+    rows = run_bench(args.model, args.sizes, args.steps, args.device, args.dtype, args.engines)
+    print(f"# mlff bench {' '.join(sys.argv[2:])}")
+    print(format_rows(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(rows_to_json(rows))
+    return 0
+
+
+#: modules that add their own subcommands through ``register(subparsers)``; each
+#: feature area owns its commands (data: label, training: train, lammps: plugin info)
+COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.openmm.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlff", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="print the metadata of an exported model")
+    s.add_argument("model")
+    s.add_argument("--json", action="store_true", help="print the raw metadata JSON")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("export", help="export a training checkpoint to TorchScript (.pt)")
+    s.add_argument("checkpoint")
+    s.add_argument("-o", "--output", default="model.pt")
+    s.add_argument("--dtype", choices=["float32", "float64"], help="cast before export")
+    s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("bench", help="time the raw model (and engines) per atom-step")
+    s.add_argument("--model", help="exported model or checkpoint (default: an untrained Cu PaiNN)")
+    s.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--dtype", choices=["float32", "float64"])
+    s.add_argument("--engines", nargs="*", default=[], help="also time these engines")
+    s.add_argument("--json", help="write the rows as JSON here")
+    s.set_defaults(func=_cmd_bench)
+
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None or importlib.util.find_spec(name) is None:
+            continue  # that feature area has no commands (yet)
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"mlff {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""PaiNN-style equivariant message passing (Schütt et al., 2021) behind the mlff contract.
+
+Scalar features ``s [N, F]`` and vector features ``v [N, 3, F]`` are updated by
+``num_interactions`` message/update blocks. Messages flow along the engine's edges
+(j -> i for edge (i, j)), so the model is exact for any graph the engine builds,
+including LAMMPS's ghost atoms. Per-atom energy = readout(s) * scale + shift[element].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .radial import CosineCutoff, PolynomialCutoff, SineBasis
+
+
+class _Interaction(nn.Module):
+    """One message block followed by one update block."""
+
+    def __init__(self, n_features: int, n_rbf: int):
+        super().__init__()
+        f = n_features
+        self.n_features = f
+        self.phi = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 3 * f))
+        self.filter = nn.Linear(n_rbf, 3 * f)
+        self.U = nn.Linear(f, f, bias=False)
+        self.V = nn.Linear(f, f, bias=False)
+        self.update = nn.Sequential(nn.Linear(2 * f, f), nn.SiLU(), nn.Linear(f, 3 * f))
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor,
+        edge_index: torch.Tensor,
+        rbf: torch.Tensor,
+        fc: torch.Tensor,
+        unit: torch.Tensor,
+    ):
+        f = self.n_features
+        i = edge_index[0]
+        j = edge_index[1]
+        # fc multiplies after the filter's bias so edges past the cutoff carry nothing
+        x = self.phi(s)[j] * (self.filter(rbf) * fc.unsqueeze(1))
+        xs, xvv, xvs = torch.split(x, f, dim=-1)
+        dv_edge = xvv.unsqueeze(1) * v[j] + xvs.unsqueeze(1) * unit.unsqueeze(2)
+        s = s.index_add(0, i, xs)
+        v = v.index_add(0, i, dv_edge)
+
+        uv = self.U(v)
+        vv = self.V(v)
+        # eps keeps the norm differentiable where vector features vanish (first layer)
+        vnorm = torch.sqrt(torch.sum(vv * vv, dim=1) + 1e-8)
+        a = self.update(torch.cat([s, vnorm], dim=-1))
+        avv, asv, ass = torch.split(a, f, dim=-1)
+        v = v + avv.unsqueeze(1) * uv
+        s = s + asv * torch.sum(uv * vv, dim=1) + ass
+        return s, v
+
+
+class PaiNN(nn.Module):
+    """Student model. Configuration is kept in ``self.config`` so checkpoints rebuild it."""
+
+    kind = "painn"
+
+    def __init__(
+        self,
+        elements: Sequence[int],
+        cutoff: float = 5.0,
+        n_features: int = 64,
+        num_interactions: int = 3,
+        n_rbf: int = 20,
+        cutoff_fn: str = "cosine",
+        shifts: Optional[Sequence[float]] = None,
+        scale: float = 1.0,
+    ):
+        super().__init__()
+        elements = sorted(int(z) for z in elements)
+        if len(set(elements)) != len(elements) or not elements:
+            raise ValueError(f"elements must be a non-empty list of distinct atomic numbers, got {elements}")
+        self.config: Dict[str, Any] = dict(
+            elements=elements,
+            cutoff=float(cutoff),
+            n_features=int(n_features),
+            num_interactions=int(num_interactions),
+            n_rbf=int(n_rbf),
+            cutoff_fn=cutoff_fn,
+        )
+        self.cutoff = float(cutoff)
+        self.num_interactions = int(num_interactions)
+        lookup = torch.full((119,), -1, dtype=torch.long)
+        for k, z in enumerate(elements):
+            lookup[z] = k
+        self.register_buffer("z_to_index", lookup)
+        self.embedding = nn.Embedding(len(elements), n_features)
+        self.rbf = SineBasis(n_rbf, cutoff)
+        if cutoff_fn == "cosine":
+            self.fcut = CosineCutoff(cutoff)
+        elif cutoff_fn == "polynomial":
+            self.fcut = PolynomialCutoff(cutoff)
+        else:
+            raise ValueError(f"cutoff_fn must be 'cosine' or 'polynomial', got {cutoff_fn!r}")
+        self.interactions = nn.ModuleList(
+            [_Interaction(n_features, n_rbf) for _ in range(num_interactions)]
+        )
+        self.readout = nn.Sequential(nn.Linear(n_features, n_features // 2), nn.SiLU(), nn.Linear(n_features // 2, 1))
+        init = torch.zeros(len(elements)) if shifts is None else torch.as_tensor(shifts, dtype=torch.float32)
+        # trainable so fine-tuning can adjust them; fitted by least squares before training
+        self.atomic_energies = nn.Parameter(init.clone())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def contract_info(self) -> Dict[str, Any]:
+        return dict(
+            kind=self.kind,
+            elements=list(self.config["elements"]),
+            cutoff=self.cutoff,
+            num_interactions=self.num_interactions,
+            hyperparameters=dict(self.config),
+        )
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        n_local: int,
+    ) -> Dict[str, torch.Tensor]:
+        idx = self.z_to_index[atomic_numbers]
+        if bool((idx < 0).any()):
+            bad: List[int] = torch.unique(atomic_numbers[idx < 0]).tolist()
+            raise RuntimeError(
+                "mlff: atomic numbers " + str(bad) + " are not among the model's elements"
+            )
+        n_atoms = atomic_numbers.shape[0]
+        dtype = edge_vectors.dtype
+        r = torch.linalg.norm(edge_vectors, dim=1)
+        # edges beyond the cutoff (LAMMPS skin) get exactly zero weight; clamp avoids 0/0
+        r_safe = torch.clamp(r, min=1e-6)
+        fc = self.fcut(r)
+        rbf = self.rbf(r_safe)
+        unit = edge_vectors / r_safe.unsqueeze(1)
+
+        s = self.embedding(idx).to(dtype)
+        v = torch.zeros((n_atoms, 3, s.shape[1]), dtype=dtype, device=s.device)
+        for block in self.interactions:
+            s, v = block(s, v, edge_index, rbf, fc, unit)
+        energies = self.readout(s).squeeze(-1) * self.scale + self.atomic_energies[idx]
+        return {"energies": energies}

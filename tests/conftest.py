@@ -1,0 +1,107 @@
+"""Shared fixtures: small exported models every engine's tests evaluate.
+
+Untrained models are fine for cross-engine agreement and finite differences (the
+contract is the same whatever the weights); dynamics tests use ``fitted_cu_model``,
+a float64 student quickly fitted to EMT so atoms move in a physical potential.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+
+def _make_model(elements, dtype, cutoff, n_features, num_interactions, seed):
+    from mlff.models import PaiNN
+
+    torch.manual_seed(seed)
+    model = PaiNN(list(elements), cutoff=cutoff, n_features=n_features, num_interactions=num_interactions)
+    # random but non-trivial per-element shifts so element mix-ups show in energies
+    with torch.no_grad():
+        model.atomic_energies.copy_(-torch.arange(1, len(model.config["elements"]) + 1, dtype=torch.float32))
+    return model.to(getattr(torch, dtype)).eval()
+
+
+@pytest.fixture(scope="session")
+def make_model_file(tmp_path_factory):
+    """Factory: export a small untrained PaiNN and return its path (cached per arguments)."""
+    from mlff import export_model
+
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("models")
+
+    def make(elements=(29,), dtype="float64", cutoff=4.0, n_features=16, num_interactions=2, seed=0) -> Path:
+        key = (tuple(elements), dtype, cutoff, n_features, num_interactions, seed)
+        if key not in cache:
+            model = _make_model(elements, dtype, cutoff, n_features, num_interactions, seed)
+            path = root / f"painn_{'-'.join(map(str, elements))}_{dtype}_{len(cache)}.pt"
+            export_model(model, path)
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_model(make_model_file):
+    """Factory: the in-memory model behind ``make_model_file`` (same seed, same weights)."""
+
+    def make(elements=(29,), dtype="float64", cutoff=4.0, n_features=16, num_interactions=2, seed=0):
+        return _make_model(elements, dtype, cutoff, n_features, num_interactions, seed)
+
+    return make
+
+
+def quick_fit_to_emt(n_structures: int = 24, steps: int = 150, seed: int = 0):
+    """A float64 Cu PaiNN fitted for a few seconds to EMT forces on rattled/strained cells."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from mlff.contract import evaluate
+    from mlff.models import PaiNN
+    from mlff.models.shifts import fit_atomic_energies
+    from mlff.neighbors import graph_from_atoms
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_structures):
+        a = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.03, 0.03)), cubic=True).repeat(2)
+        a.rattle(0.03 + 0.1 * rng.random(), seed=int(rng.integers(1 << 30)))
+        a.calc = EMT()
+        frames.append((a, a.get_potential_energy(), a.get_forces()))
+    torch.manual_seed(seed)
+    model = PaiNN([29], cutoff=4.0, n_features=16, num_interactions=2).double()
+    shifts = fit_atomic_energies([29], [a.numbers for a, _, _ in frames], [e for _, e, _ in frames])
+    with torch.no_grad():
+        model.atomic_energies.copy_(torch.as_tensor(shifts))
+    graphs = [graph_from_atoms(a, 4.0) for a, _, _ in frames]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        k = step % len(frames)
+        g = graphs[k]
+        ev = g.edge_vectors().detach().requires_grad_(True)
+        out = evaluate(model, g.atomic_numbers, g.edge_index, ev, g.n_atoms, compute_virial=False, create_graph=True)
+        f_ref = torch.as_tensor(frames[k][2])
+        e_ref = frames[k][1]
+        loss = ((out["forces"] - f_ref) ** 2).mean() + ((out["energy"] - e_ref) / g.n_atoms) ** 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def fitted_cu_model(tmp_path_factory) -> Path:
+    """Exported float64 Cu student quickly fitted to EMT (for dynamics tests)."""
+    from mlff import export_model
+
+    path = tmp_path_factory.mktemp("fitted") / "cu_emt.pt"
+    export_model(quick_fit_to_emt(), path, provenance={"teacher": "EMT", "purpose": "tests"})
+    return path
