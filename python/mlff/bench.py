@@ -108,6 +108,9 @@ def run_bench(
             module = module.to(getattr(torch, dtype))
     module = module.to(device).eval()
     tdtype = getattr(torch, dtype) if dtype else meta.torch_dtype
+    from .runtime import tune_allocator
+
+    tune_allocator()
     rows = []
     for n in sizes:
         atoms = cu_supercell(n)

@@ -13,6 +13,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from .contract import MLFFModelError, evaluate, stress_from_virial
 from .loading import ModelSpec, resolve_model
 from .neighbors import batch_graphs, graph_from_atoms
+from .runtime import tune_allocator
 
 
 class MLFFCalculator(Calculator):
@@ -38,6 +39,7 @@ class MLFFCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        tune_allocator()
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")

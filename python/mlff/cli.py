@@ -48,8 +48,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from .bench import format_rows, rows_to_json, run_bench
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = run_bench(args.model, args.sizes, args.steps, args.device, args.dtype, args.engines)
     print(f"# mlff bench {' '.join(sys.argv[2:])}")
     print(format_rows(rows))
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--dtype", choices=["float32", "float64"])
     s.add_argument("--engines", nargs="*", default=[], help="also time these engines")
+    s.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     s.add_argument("--json", help="write the rows as JSON here")
     s.set_defaults(func=_cmd_bench)
 
