@@ -1,0 +1,34 @@
+"""OpenMM integration: ``MLFFForce`` (openmm-torch TorchForce, PythonForce fallback),
+openmm-ml registration (``MLPotential("mlff", modelPath=...)``) and small helpers.
+
+Importing this package is cheap: OpenMM, openmm-torch and TorchScript compilation are
+only touched when a force is built (openmm-ml imports the registration module of every
+installed potential whenever ``openmmml`` is imported).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MLFFForce": "force",
+    "available_backend": "force",
+    "backend_of": "force",
+    "check_elements": "force",
+    "TORCH_BACKEND": "force",
+    "PYTHON_BACKEND": "force",
+    "MLFFOpenMMModule": "module",
+    "run_md": "md",
+    "evaluate_atoms": "md",
+    "system_from_atoms": "md",
+    "MDResult": "md",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

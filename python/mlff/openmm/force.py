@@ -1,0 +1,353 @@
+"""``MLFFForce``: an OpenMM Force that evaluates an exported mlff model.
+
+The force is an openmm-torch ``TorchForce`` when openmm-torch can be imported (the fast
+path: the whole step, neighbour list included, runs inside libtorch on the platform's
+device), and an ``openmm.PythonForce`` otherwise. Both run the same TorchScript
+module (:class:`~mlff.openmm.module.MLFFOpenMMModule`), so they give the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..contract import MLFFModelError, ModelMetadata
+from ..loading import ModelSpec, resolve_model
+from .module import NM_TO_ANGSTROM, MLFFOpenMMModule, static_sizes
+
+log = logging.getLogger("mlff.openmm")
+
+TORCH_BACKEND = "openmm-torch"
+PYTHON_BACKEND = "openmm-python"
+BACKENDS = (TORCH_BACKEND, PYTHON_BACKEND)
+
+_torch_import_error: Optional[str] = None
+
+
+def _import_openmmtorch():
+    """openmm-torch, or None with the reason kept for the log.
+
+    torch is imported first on purpose: the CUDA torch wheel loads the CUDA libraries
+    (libnvrtc, ...) that the openmm-torch extension links against, which the dynamic
+    loader would not find on its own.
+    """
+    global _torch_import_error
+    root = logging.getLogger()
+
+    def quiet(record: logging.LogRecord) -> bool:
+        # openmmtorch 1.5 still imports the deprecated simtk.openmm, which logs on the root logger
+        return "simtk.openmm" not in record.getMessage()
+
+    root.addFilter(quiet)
+    try:
+        import openmmtorch  # noqa: F401  (torch is already imported at module level)
+    except Exception as exc:  # ImportError, or OSError from a torch/ABI mismatch
+        _torch_import_error = f"{type(exc).__name__}: {exc}"
+        return None
+    finally:
+        root.removeFilter(quiet)
+    return openmmtorch
+
+
+def available_backend() -> str:
+    """The backend ``MLFFForce(backend="auto")`` would use in this process."""
+    return TORCH_BACKEND if _import_openmmtorch() is not None else PYTHON_BACKEND
+
+
+# --------------------------------------------------------------------------- elements
+
+
+def _symbols(numbers: Iterable[int]) -> List[str]:
+    from ase.data import chemical_symbols
+
+    return [chemical_symbols[int(z)] for z in numbers]
+
+
+def atomic_numbers_of(source: Any, n_hint: Optional[int] = None) -> Optional[np.ndarray]:
+    """Atomic numbers from an OpenMM Topology, an ase.Atoms or a sequence of integers."""
+    if source is None:
+        return None
+    if hasattr(source, "atoms") and hasattr(source, "getNumAtoms"):  # openmm.app.Topology
+        numbers = []
+        for atom in source.atoms():
+            if atom.element is None:
+                raise ValueError(
+                    f"topology atom {atom.index} ({atom.name!r} in residue {atom.residue.name} "
+                    f"{atom.residue.id}) has no element; mlff needs the element of every ML atom"
+                )
+            numbers.append(atom.element.atomic_number)
+        return np.asarray(numbers, dtype=np.int64)
+    if hasattr(source, "get_atomic_numbers"):  # ase.Atoms
+        return np.asarray(source.get_atomic_numbers(), dtype=np.int64)
+    return np.asarray(list(source), dtype=np.int64)
+
+
+def check_elements(numbers: np.ndarray, meta: ModelMetadata, where: str = "the ML atoms") -> None:
+    """Refuse elements the model was not trained on, naming them and the model's own."""
+    unknown = sorted(set(int(z) for z in numbers) - set(meta.elements))
+    if unknown:
+        raise MLFFModelError(
+            f"{where} contain {_symbols(unknown)} (Z = {unknown}), which the model does not know; "
+            f"it was trained on {meta.symbols} (Z = {meta.elements})"
+        )
+
+
+def _load(model: ModelSpec) -> Tuple[torch.nn.Module, ModelMetadata]:
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise MLFFModelError(f"model file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise MLFFModelError(f"{str(path)!r} is a directory, not a model file")
+    return resolve_model(model, "cpu")
+
+
+# --------------------------------------------------------------------------- module
+
+
+def build_module(
+    model: ModelSpec,
+    atomic_numbers: Optional[Sequence[int]] = None,
+    atoms: Optional[Sequence[int]] = None,
+    periodic: bool = False,
+    device: str = "cpu",
+    static_shapes: bool = False,
+    positions: Optional[np.ndarray] = None,
+    box: Optional[np.ndarray] = None,
+    static_capacity_factor: float = 1.5,
+    check_overflow: bool = True,
+) -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
+    """Script the OpenMM module for ``model`` (positions/box in nm for static sizing)."""
+    module, meta = _load(model)
+    module = module.to("cpu").eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if not isinstance(module, torch.jit.ScriptModule):
+        module = torch.jit.script(module)
+    z = np.asarray(atomic_numbers, dtype=np.int64)
+    check_elements(z, meta)
+    atoms_t = None if atoms is None else torch.as_tensor(np.asarray(atoms, dtype=np.int64))
+    kwargs: Dict[str, Any] = {}
+    if static_shapes:
+        if positions is None:
+            raise ValueError("static_shapes=True needs initial positions to size the neighbour list")
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64) * NM_TO_ANGSTROM)
+        if atoms_t is not None:
+            pos = pos[atoms_t]
+        box_t = None if not periodic else torch.as_tensor(np.asarray(box, dtype=np.float64) * NM_TO_ANGSTROM)
+        grid, reach, per_cell, capacity = static_sizes(pos, box_t, meta.cutoff, static_capacity_factor)
+        kwargs = dict(
+            static_capacity=capacity, static_grid=grid, static_reach=reach, static_per_cell=per_cell,
+            check_overflow=check_overflow,
+        )
+    wrapper = MLFFOpenMMModule(
+        module, torch.as_tensor(z), meta.cutoff, meta.torch_dtype, periodic, atoms_t, **kwargs
+    )
+    scripted = torch.jit.script(wrapper.eval())
+    return scripted.to(device), meta
+
+
+# --------------------------------------------------------------------------- PythonForce
+
+
+class _PythonForceComputation:
+    """The PythonForce callback: the scripted module called from Python.
+
+    A class rather than a closure so that OpenMM can pickle it (XmlSerializer, copying
+    a System): the module travels as TorchScript bytes.
+    """
+
+    def __init__(self, module: torch.jit.ScriptModule, periodic: bool):
+        self.module = module
+        self.periodic = periodic
+
+    def __call__(self, state):
+        from openmm import unit
+
+        pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        box = None
+        if self.periodic:
+            box = torch.from_numpy(
+                np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+            )
+        with torch.enable_grad():
+            energy, forces = self.module(pos, box)
+        return float(energy), forces.detach().cpu().numpy()
+
+    def __getstate__(self):
+        import io
+
+        buffer = io.BytesIO()
+        torch.jit.save(self.module, buffer)
+        return {"module": buffer.getvalue(), "periodic": self.periodic}
+
+    def __setstate__(self, state):
+        import io
+
+        self.module = torch.jit.load(io.BytesIO(state["module"]))
+        self.periodic = state["periodic"]
+
+
+# --------------------------------------------------------------------------- the force
+
+
+def MLFFForce(
+    model: ModelSpec,
+    topology: Any = None,
+    atoms: Optional[Sequence[int]] = None,
+    *,
+    atomic_numbers: Optional[Sequence[int]] = None,
+    periodic: Optional[bool] = None,
+    backend: str = "auto",
+    device: Optional[str] = None,
+    cuda_graphs: bool = False,
+    static_shapes: Optional[bool] = None,
+    positions: Any = None,
+    box_vectors: Any = None,
+    static_capacity_factor: float = 1.5,
+    force_group: Optional[int] = None,
+):
+    """An OpenMM Force for ``model`` (an exported ``.pt``, a checkpoint or an ``nn.Module``).
+
+    Parameters
+    ----------
+    topology
+        Where the elements come from: an ``openmm.app.Topology`` (of the whole system),
+        an ``ase.Atoms``, or a sequence of atomic numbers (of the whole system). May be
+        left out for a single-element model when ``atoms`` or ``atomic_numbers`` give
+        the atom count... or ``atomic_numbers`` (of the ML atoms only) may be given.
+    atoms
+        Indices of the ML atoms in the System; ``None`` means every particle.
+    periodic
+        Default: periodic when the topology has box vectors (or the ase.Atoms is
+        periodic); otherwise open boundaries.
+    backend
+        ``"auto"`` (TorchForce if openmm-torch imports, else PythonForce), ``"torch"``
+        or ``"python"``. The result's ``mlff_backend`` attribute and the log say which.
+    device
+        Torch device of the PythonForce backend (TorchForce follows the OpenMM platform).
+    cuda_graphs
+        Ask openmm-torch to capture the step in a CUDA graph (CUDA platform). Implies
+        ``static_shapes``.
+    static_shapes, positions, box_vectors, static_capacity_factor
+        Fixed-size neighbour list sized from ``positions`` (nm, whole system) and
+        ``box_vectors`` (nm) with ``static_capacity_factor`` headroom; needed for CUDA
+        graphs, optional otherwise.
+    """
+    numbers_all = atomic_numbers_of(topology)
+    if periodic is None:
+        periodic = False
+        if topology is not None and hasattr(topology, "getPeriodicBoxVectors"):
+            periodic = topology.getPeriodicBoxVectors() is not None
+        elif topology is not None and hasattr(topology, "get_pbc"):
+            pbc = topology.get_pbc()
+            if pbc.any() and not pbc.all():
+                raise ValueError("OpenMM boxes are periodic in all three directions or none; got pbc=" + str(pbc))
+            periodic = bool(pbc.all())
+    if atomic_numbers is not None:
+        numbers = np.asarray(list(atomic_numbers), dtype=np.int64)
+    elif numbers_all is not None:
+        if atoms is not None:
+            idx = np.asarray(list(atoms), dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(numbers_all)):
+                raise ValueError(f"atoms= holds indices outside 0..{len(numbers_all) - 1}")
+            numbers = numbers_all[idx]
+        else:
+            numbers = numbers_all
+    else:
+        numbers = None
+
+    module_source = model
+    _, meta = _load(model) if numbers is None else (None, None)
+    if numbers is None:
+        if len(meta.elements) != 1 or atoms is None:
+            raise ValueError(
+                "MLFFForce needs the elements of the ML atoms: pass topology= (an OpenMM Topology, "
+                "an ase.Atoms or the atomic numbers of every particle) or atomic_numbers= (of the "
+                "ML atoms); a single-element model also accepts atoms= alone"
+            )
+        numbers = np.full(len(list(atoms)), meta.elements[0], dtype=np.int64)
+    if atoms is not None and len(list(atoms)) != len(numbers):
+        raise ValueError(f"atoms= has {len(list(atoms))} entries but {len(numbers)} atomic numbers were given")
+    if atoms is not None and len(set(int(a) for a in atoms)) != len(list(atoms)):
+        raise ValueError("atoms= contains duplicate indices")
+
+    if backend not in ("auto", "torch", "python", TORCH_BACKEND, PYTHON_BACKEND):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'python', got {backend!r}")
+    openmmtorch = None
+    if backend in ("auto", "torch", TORCH_BACKEND):
+        openmmtorch = _import_openmmtorch()
+        if openmmtorch is None and backend != "auto":
+            raise ImportError(f"backend='torch' was requested but openmm-torch cannot be imported ({_torch_import_error})")
+    chosen = TORCH_BACKEND if openmmtorch is not None else PYTHON_BACKEND
+
+    static = bool(static_shapes) or cuda_graphs
+    pos_nm = box_nm = None
+    if static:
+        from openmm import unit
+
+        if positions is None:
+            raise ValueError("static_shapes/cuda_graphs need positions= (nm) to size the neighbour list")
+        pos_nm = np.asarray(positions.value_in_unit(unit.nanometer) if hasattr(positions, "value_in_unit") else positions)
+        if periodic:
+            if box_vectors is None and topology is not None and hasattr(topology, "getPeriodicBoxVectors"):
+                box_vectors = topology.getPeriodicBoxVectors()
+            if box_vectors is None:
+                raise ValueError("static_shapes for a periodic system needs box_vectors= (nm)")
+            bv = box_vectors.value_in_unit(unit.nanometer) if hasattr(box_vectors, "value_in_unit") else box_vectors
+            box_nm = np.asarray([[float(x) for x in v] for v in bv])
+    module, meta = build_module(
+        module_source, numbers, atoms if chosen == TORCH_BACKEND else None, periodic,
+        device="cpu" if chosen == TORCH_BACKEND else (device or "cpu"),
+        static_shapes=static, positions=pos_nm, box=box_nm,
+        static_capacity_factor=static_capacity_factor,
+        # a read-back inside a CUDA graph is impossible; NaN energies flag overflows there
+        check_overflow=not cuda_graphs,
+    )
+
+    if chosen == TORCH_BACKEND:
+        force = openmmtorch.TorchForce(module)
+        force.setOutputsForces(True)
+        force.setUsesPeriodicBoundaryConditions(bool(periodic))
+        if cuda_graphs:
+            force.setProperty("useCUDAGraphs", "true")
+    else:
+        import openmm
+
+        if chosen != backend and backend == "auto":
+            log.warning(
+                "mlff: openmm-torch is not importable (%s); using the slower openmm.PythonForce backend",
+                _torch_import_error,
+            )
+        force = openmm.PythonForce(_PythonForceComputation(module, bool(periodic)))
+        force.setUsesPeriodicBoundaryConditions(bool(periodic))
+        if atoms is not None:
+            force.setParticles([int(a) for a in atoms])
+    force.setName(f"MLFFForce[{chosen}]")
+    if force_group is not None:
+        force.setForceGroup(int(force_group))
+    force.mlff_backend = chosen
+    force.mlff_metadata = meta
+    log.info(
+        "mlff: MLFFForce with backend %s: %d ML atoms (%s), %s, model %s cutoff %.3g Å",
+        chosen, len(numbers), " ".join(sorted(set(_symbols(numbers)))),
+        "periodic" if periodic else "non-periodic", meta.kind, meta.cutoff,
+    )
+    return force
+
+
+def backend_of(force) -> str:
+    """Which backend an MLFFForce uses, also for a Force read back from a System."""
+    backend = getattr(force, "mlff_backend", None)
+    if backend is not None:
+        return backend
+    name = force.getName()
+    for b in BACKENDS:
+        if b in name:
+            return b
+    raise ValueError(f"{name!r} is not an MLFFForce")
