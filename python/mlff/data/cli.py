@@ -1,0 +1,116 @@
+"""`mlff label` and `mlff data` (check, convert)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _teacher_settings(items) -> dict:
+    settings = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--teacher-option wants KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from .label import label, parse_structure
+    from .sampling import SamplingConfig
+    from .teachers import make_teacher
+
+    bases = []
+    for spec in args.structure:
+        bases.extend(parse_structure(spec, args.repeat))
+    cfg = SamplingConfig(
+        temperatures=args.temperatures,
+        md_frames=args.md_frames,
+        md_interval=args.md_interval,
+        md_equilibration=args.md_equilibration,
+        timestep_fs=args.timestep,
+        rattle=args.rattle,
+        rattle_amplitude=args.rattle_amplitude,
+        strain=args.strain,
+        max_strain=args.max_strain,
+        seed=args.seed,
+    )
+    teacher = make_teacher(args.teacher, **_teacher_settings(args.teacher_option))
+    s = label(args.output, bases, teacher, cfg, progress=not args.no_progress, max_new=args.max_new)
+    print(
+        f"{s.path}: {s.labelled} new structures labelled by {teacher.name} in {s.seconds:.1f} s "
+        f"({s.already_done} already there, {s.planned} planned)"
+    )
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from ase.data import atomic_numbers
+
+    from .store import read_records
+    from .validate import validate_records
+
+    records = read_records(args.dataset)
+    elements = [atomic_numbers[s] for s in args.elements] if args.elements else None
+    report = validate_records(
+        records, elements, on_invalid="skip" if args.skip_invalid else "refuse",
+        min_structures=args.min_structures, source=args.dataset,
+    )
+    print(f"{args.dataset}: {len(report.kept)} valid structures of {report.n_total}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .store import read_metadata, read_records, write_records
+
+    records = read_records(args.source)
+    try:
+        meta = read_metadata(args.source)
+    except Exception:
+        meta = {}
+    write_records(args.destination, records, meta or None)
+    print(f"{args.destination}: wrote {len(records)} structures from {args.source}")
+    return 0
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser(
+        "label", help="sample structures and label them with a teacher calculator",
+        description="Sample (teacher MD at several temperatures, rattling, strain) and label "
+        "with any ASE calculator into an ASE database; re-running resumes.",
+    )
+    s.add_argument("structure", nargs="+", help="structure file, g2 molecule name or element (bulk)")
+    s.add_argument("-o", "--output", required=True, help="ASE SQLite database (.db)")
+    s.add_argument("--teacher", default="emt", help="emt, lammps-snap, lammps-eam, tblite or module:factory")
+    s.add_argument("--teacher-option", action="append", metavar="KEY=VALUE", help="teacher setting (repeatable)")
+    s.add_argument("--repeat", type=int, nargs=3, default=[1, 1, 1], help="supercell of periodic structures")
+    s.add_argument("--temperatures", type=float, nargs="*", default=[300.0, 600.0, 900.0])
+    s.add_argument("--md-frames", type=int, default=20, help="frames per temperature")
+    s.add_argument("--md-interval", type=int, default=10, help="MD steps between frames")
+    s.add_argument("--md-equilibration", type=int, default=0)
+    s.add_argument("--timestep", type=float, default=2.0, help="fs")
+    s.add_argument("--rattle", type=int, default=20)
+    s.add_argument("--rattle-amplitude", type=float, default=0.1, help="Å")
+    s.add_argument("--strain", type=int, default=20, help="periodic structures only")
+    s.add_argument("--max-strain", type=float, default=0.04)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-new", type=int, help="stop after this many new structures")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_cmd_label)
+
+    d = subparsers.add_parser("data", help="check or convert datasets (.db, .xyz, .h5)")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="validate a dataset and report invalid rows")
+    c.add_argument("dataset")
+    c.add_argument("--elements", nargs="*", help="the elements a model will know (e.g. Cu)")
+    c.add_argument("--skip-invalid", action="store_true")
+    c.add_argument("--min-structures", type=int, default=1)
+    c.set_defaults(func=_cmd_check)
+    v = dsub.add_parser("convert", help="copy structures between formats (append to the destination)")
+    v.add_argument("source")
+    v.add_argument("destination")
+    v.set_defaults(func=_cmd_convert)

@@ -1,0 +1,190 @@
+"""Label sampled structures with a teacher, writing each one as soon as it exists.
+
+Resumable: every row carries its task id (``sample_id``); a re-run skips those ids and
+continues each MD chain from its last stored frame. Each row is written in its own
+SQLite transaction, so a kill loses at most the structure being computed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from .. import __version__
+from .records import Record
+from .sampling import SamplingConfig, Task, md_chain_start, plan, rattled, run_md_segment, strained
+from .store import DatasetError, write_records
+from .teachers import Teacher
+
+
+@dataclass
+class LabelSummary:
+    path: Path
+    planned: int
+    already_done: int
+    labelled: int
+    seconds: float
+
+
+def _existing(path: Path) -> Dict[str, object]:
+    """sample_id -> row (only rows written by mlff label have one)."""
+    if not path.exists():
+        return {}
+    from ase.db import connect
+
+    db = connect(str(path), type="db")
+    rows = {}
+    for row in db.select("sample_id"):
+        rows[row.sample_id] = row
+    return rows
+
+
+def _labelled_record(atoms: Atoms, teacher: Teacher, task: Task, base_name: str) -> Record:
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    atoms.calc = teacher.calculator
+    energy = float(atoms.get_potential_energy())
+    forces = np.array(atoms.get_forces())
+    stress = None
+    if atoms.pbc.all():
+        try:
+            stress = np.array(atoms.get_stress(voigt=True))
+        except (PropertyNotImplementedError, NotImplementedError):
+            stress = None
+    info = {
+        "sample_id": task.id,
+        "sample_kind": task.kind,
+        "base": base_name,
+        **({"temperature": task.temperature} if task.kind == "md" else {}),
+        "teacher": teacher.name,
+        "teacher_settings": dict(teacher.settings),
+    }
+    if task.kind == "md":
+        info["momenta"] = np.array(atoms.get_momenta())
+    rec = Record.from_atoms(atoms, id=task.id)
+    rec.energy, rec.forces, rec.stress = energy, forces, stress
+    rec.info = info
+    return rec
+
+
+def _check_teacher(path: Path, teacher: Teacher) -> None:
+    if not path.exists():
+        return
+    from ase.db import connect
+
+    meta = connect(str(path), type="db").metadata
+    stored = meta.get("teacher")
+    if stored is not None and stored != teacher.name:
+        raise DatasetError(
+            f"{path} was labelled by teacher {stored!r}; refusing to add rows from {teacher.name!r} "
+            "(mixed teachers would train a model on two different potential-energy surfaces; "
+            "use another output file)"
+        )
+
+
+def label(
+    output: str | os.PathLike,
+    bases: Sequence[Atoms],
+    teacher: Teacher,
+    cfg: Optional[SamplingConfig] = None,
+    base_names: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    max_new: Optional[int] = None,
+) -> LabelSummary:
+    """Sample around ``bases`` and label with ``teacher`` into the ASE database ``output``.
+
+    ``max_new`` stops after that many new rows (used to test resumption).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or SamplingConfig()
+    path = Path(output)
+    if path.suffix != ".db":
+        raise DatasetError(f"mlff label writes an ASE SQLite database (.db), got {path.name!r}")
+    _check_teacher(path, teacher)
+    names = list(base_names) if base_names else [a.get_chemical_formula() for a in bases]
+    tasks = plan(bases, cfg)
+    done = _existing(path)
+    todo = [t for t in tasks if t.id not in done]
+    t0 = time.perf_counter()
+    metadata = {
+        **teacher.describe(),
+        "sampling": cfg.model_dump(),
+        "bases": names,
+        "provenance": {"tool": "mlff label", "mlff_version": __version__},
+    }
+    # chain states from what is stored: resume each chain at its last frame
+    chain_atoms: Dict[str, Atoms] = {}
+    chain_last: Dict[str, int] = {}
+    for t in tasks:
+        if t.kind == "md" and t.id in done and t.frame > chain_last.get(t.chain, -1):
+            row = done[t.id]
+            atoms = row.toatoms()
+            momenta = (row.get("data", {}) or {}).get("momenta")
+            if momenta is not None:
+                atoms.set_momenta(np.asarray(momenta))
+            chain_atoms[t.chain], chain_last[t.chain] = atoms, t.frame
+
+    n_new = 0
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=f"label ({teacher.name})",
+               unit="struct", disable=not progress, dynamic_ncols=True)
+    try:
+        for task in todo:
+            if max_new is not None and n_new >= max_new:
+                break
+            base = bases[task.base]
+            if task.kind == "md":
+                atoms = chain_atoms.get(task.chain)
+                steps = cfg.md_interval
+                if atoms is None:
+                    atoms = md_chain_start(base, task.temperature, task.seed)
+                    steps += cfg.md_equilibration
+                atoms = run_md_segment(atoms, teacher.calculator, task.temperature, steps, cfg, task.seed)
+                chain_atoms[task.chain] = atoms
+            elif task.kind == "rattle":
+                atoms = rattled(base, task, cfg)
+            else:
+                atoms = strained(base, task, cfg)
+            rec = _labelled_record(atoms, teacher, task, names[task.base])
+            write_records(path, [rec], metadata if n_new == 0 else None)
+            n_new += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return LabelSummary(path, len(tasks), len(tasks) - len(todo), n_new, time.perf_counter() - t0)
+
+
+def parse_structure(spec: str, repeat: Sequence[int] = (1, 1, 1)) -> List[Atoms]:
+    """A file (every frame), a molecule name from ASE's g2 set, or an element for bulk."""
+    from ase.build import bulk, molecule
+    from ase.collections import g2
+
+    if Path(spec).exists():
+        from ase.io import read
+
+        frames = read(spec, index=":")
+    elif spec in g2.names:
+        frames = [molecule(spec)]
+    else:
+        try:
+            frames = [bulk(spec, cubic=True)]
+        except Exception:
+            try:
+                frames = [bulk(spec)]
+            except Exception as exc:
+                raise ValueError(
+                    f"{spec!r} is neither a file, a molecule name (ase.collections.g2) nor an "
+                    f"element with a known crystal structure ({exc})"
+                ) from None
+    out = []
+    for a in frames:
+        a = a.repeat(tuple(repeat)) if a.pbc.all() else a
+        a.calc = None
+        out.append(a)
+    return out

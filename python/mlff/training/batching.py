@@ -1,0 +1,124 @@
+"""Structures as pre-built graphs, and atom-count batching.
+
+Neighbour lists are built once per structure (positions do not move during
+training); a batch is a disjoint union of graphs holding at most ``batch_atoms``
+atoms (at least one structure), which keeps memory and step time even when
+structure sizes vary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..data.records import Record
+from ..neighbors import graph_from_atoms
+
+
+@dataclass
+class Sample:
+    numbers: torch.Tensor  # [n]
+    edge_index: torch.Tensor  # [2, E]
+    edge_vectors: torch.Tensor  # [E, 3]
+    energy: float
+    forces: torch.Tensor  # [n, 3]
+    stress: Optional[torch.Tensor]  # [3, 3], ASE sign, or None
+    volume: float
+    record_id: str
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.numbers.shape[0])
+
+
+def build_samples(records: Sequence[Record], cutoff: float, dtype: torch.dtype) -> List[Sample]:
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    samples = []
+    for rec in records:
+        atoms = rec.to_atoms()
+        g = graph_from_atoms(atoms, cutoff, dtype)
+        stress = None
+        if rec.stress is not None and rec.periodic:
+            stress = torch.as_tensor(voigt_6_to_full_3x3_stress(np.asarray(rec.stress)), dtype=dtype)
+        samples.append(
+            Sample(
+                numbers=g.atomic_numbers,
+                edge_index=g.edge_index,
+                edge_vectors=g.edge_vectors().detach(),
+                energy=float(rec.energy),
+                forces=torch.tensor(np.array(rec.forces), dtype=dtype),
+                stress=stress,
+                volume=float(atoms.get_volume()) if rec.periodic else 0.0,
+                record_id=rec.id,
+            )
+        )
+    return samples
+
+
+def pack(order: Sequence[int], sizes: Sequence[int], batch_atoms: int) -> List[List[int]]:
+    """Greedy packing of structures (in ``order``) into batches of <= batch_atoms atoms."""
+    batches: List[List[int]] = []
+    current: List[int] = []
+    count = 0
+    for k in order:
+        n = sizes[k]
+        if current and count + n > batch_atoms:
+            batches.append(current)
+            current, count = [], 0
+        current.append(int(k))
+        count += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+def epoch_batches(sizes: Sequence[int], batch_atoms: int, seed: int, epoch: int) -> List[List[int]]:
+    """The shuffled batches of one epoch: a pure function of (seed, epoch), so resumable."""
+    rng = np.random.default_rng([seed, epoch])
+    return pack(rng.permutation(len(sizes)).tolist(), sizes, batch_atoms)
+
+
+@dataclass
+class Batch:
+    numbers: torch.Tensor
+    edge_index: torch.Tensor
+    edge_vectors: torch.Tensor
+    batch: torch.Tensor  # [N] structure index per atom
+    n_atoms: torch.Tensor  # [B]
+    energy: torch.Tensor  # [B]
+    forces: torch.Tensor  # [N, 3]
+    stress: torch.Tensor  # [B, 3, 3] (zeros where absent)
+    has_stress: torch.Tensor  # [B] bool
+    volume: torch.Tensor  # [B]
+
+    @property
+    def n_structures(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+
+def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
+    offset = 0
+    edge_index = []
+    batch = []
+    for k, s in enumerate(samples):
+        edge_index.append(s.edge_index + offset)
+        batch.append(torch.full((s.n_atoms,), k, dtype=torch.long))
+        offset += s.n_atoms
+    dtype = samples[0].edge_vectors.dtype
+    stress = torch.stack([s.stress if s.stress is not None else torch.zeros(3, 3, dtype=dtype) for s in samples])
+    return Batch(
+        numbers=torch.cat([s.numbers for s in samples]).to(device),
+        edge_index=torch.cat(edge_index, dim=1).to(device),
+        edge_vectors=torch.cat([s.edge_vectors for s in samples]).to(device),
+        batch=torch.cat(batch).to(device),
+        n_atoms=torch.tensor([s.n_atoms for s in samples], device=device),
+        energy=torch.tensor([s.energy for s in samples], dtype=dtype, device=device),
+        forces=torch.cat([s.forces for s in samples]).to(device),
+        stress=stress.to(device),
+        has_stress=torch.tensor([s.stress is not None for s in samples], device=device),
+        volume=torch.tensor([s.volume if s.volume > 0 else 1.0 for s in samples], dtype=dtype, device=device),
+    )

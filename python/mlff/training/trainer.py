@@ -1,0 +1,559 @@
+"""The distillation trainer: resumable after a kill, data-parallel under torchrun.
+
+Resumption is exact: a checkpoint holds the model, optimizer, schedule state, step,
+epoch and position in the epoch, RNG states and the best-checkpoint list; the data
+order of an epoch is a pure function of (seed, epoch). A run killed at any moment
+restarts from its last checkpoint and then follows the uninterrupted trajectory.
+
+Data parallelism: with ``WORLD_SIZE > 1`` (torchrun) each rank takes every
+``world``-th batch and gradients are averaged with one all-reduce per step. That is
+what DistributedDataParallel does; it is done by hand because force training needs
+a double backward (forces are a gradient), which DDP's reducer hooks do not support.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..atomic import atomic_write
+from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ..data.records import Record
+from ..data.store import dataset_hash, read_metadata, read_records
+from ..data.validate import elements_of, split_counts, validate_records
+from ..models import build_model
+from ..models.shifts import fit_atomic_energies
+from .batching import Sample, build_samples, collate, epoch_batches, pack
+from .config import TrainConfig
+from .metrics import METRIC_NAMES, ErrorAccumulator, loss_terms, predict, validation_loss, weighted
+
+CSV_FIELDS = ("step", "epoch", "time_s", "lr", "train_loss", "val_loss") + METRIC_NAMES
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+class _Dist:
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+
+    def all_reduce_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(t)
+        return t
+
+    def broadcast_(self, t: torch.Tensor) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(t, 0)
+
+    def average_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.all_reduce_(flat)
+        flat /= self.world
+        k = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            p.grad = flat[k : k + n].view_as(p).clone()
+            k += n
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _load_split(cfg: TrainConfig, elements: Optional[List[int]]) -> Tuple[List[Record], List[Record], List[Record], Dict[str, Any]]:
+    d = cfg.data
+    records = read_records(d.train, d.selection)
+    report = validate_records(records, elements, d.on_invalid, d.min_structures, source=d.train)
+    records = report.kept
+    rng = np.random.default_rng(d.split_seed)
+    order = rng.permutation(len(records)).tolist()
+    n_valid, n_test = split_counts(len(records), (0.0 if d.valid else d.valid_fraction, 0.0 if d.test else d.test_fraction))
+    valid = [records[k] for k in order[:n_valid]]
+    test = [records[k] for k in order[n_valid : n_valid + n_test]]
+    train = [records[k] for k in order[n_valid + n_test :]]
+    if len(train) < d.min_structures:
+        raise ValueError(
+            f"{d.train}: after the validation/test split only {len(train)} training structures remain "
+            f"(min_structures = {d.min_structures}); label more data or lower the fractions"
+        )
+    if d.valid:
+        valid = validate_records(read_records(d.valid), elements, d.on_invalid, 1, source=d.valid).kept
+    if d.test:
+        test = validate_records(read_records(d.test), elements, d.on_invalid, 1, source=d.test).kept
+    try:
+        meta = read_metadata(d.train)
+    except Exception:
+        meta = {}
+    return train, valid, test, meta
+
+
+def _resolve_elements(cfg: TrainConfig) -> Optional[List[int]]:
+    if cfg.model.elements is None:
+        return None
+    from ase.data import atomic_numbers
+
+    out = []
+    for e in cfg.model.elements:
+        if isinstance(e, int):
+            out.append(e)
+        elif e in atomic_numbers:
+            out.append(atomic_numbers[e])
+        else:
+            raise ValueError(f"model.elements: unknown element {e!r}")
+    return sorted(set(out))
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+class Schedule:
+    """lr = base * warmup(step) * cosine(step) * plateau_scale; state is a small dict."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.s = cfg.schedule
+        self.base = cfg.optim.lr
+        self.max_steps = cfg.run.max_steps
+        self.plateau_scale = 1.0
+        self.best = math.inf
+        self.bad = 0
+
+    def lr(self, step: int) -> float:
+        f = 1.0
+        if self.s.warmup_steps > 0 and step < self.s.warmup_steps:
+            f *= (step + 1) / self.s.warmup_steps
+        if self.s.kind == "cosine":
+            t = min(1.0, max(0, step - self.s.warmup_steps) / max(1, self.max_steps - self.s.warmup_steps))
+            f *= self.s.min_lr_ratio + (1 - self.s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        return self.base * f * self.plateau_scale
+
+    def on_validation(self, val_loss: float) -> None:
+        if self.s.kind != "plateau":
+            return
+        if val_loss < self.best * (1 - 1e-4):
+            self.best, self.bad = val_loss, 0
+        else:
+            self.bad += 1
+            if self.bad > self.s.plateau_patience:
+                self.plateau_scale *= self.s.plateau_factor
+                self.bad = 0
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, d: Dict[str, float]) -> None:
+        self.plateau_scale, self.best, self.bad = d["plateau_scale"], d["best"], int(d["bad"])
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
+    """Embeddings, per-element shifts and biases are not decayed: decay would pull the
+    shifts (eV-scale reference energies) and element identities towards zero."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """Train one model as described by a :class:`TrainConfig`."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
+        self.cfg = cfg
+        self.resume = resume
+        self.device = torch.device(cfg.run.device)
+        self.dtype = getattr(torch, cfg.run.dtype)
+        self.dist = _Dist(self.device)
+        self.log = log if self.dist.main else (lambda *a, **k: None)
+        self.out = Path(cfg.run.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        if cfg.run.num_threads:
+            torch.set_num_threads(cfg.run.num_threads)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        elements = _resolve_elements(cfg)
+        train, valid, test, self.data_meta = _load_split(cfg, elements)
+        self.elements = elements or elements_of(train)
+        unseen = set(elements_of(valid + test)) - set(self.elements)
+        if unseen:
+            raise ValueError(f"validation/test structures contain elements {sorted(unseen)} the model will not know")
+        self.data_hash = dataset_hash(train)
+        t0 = time.perf_counter()
+        self.train_set = build_samples(train, cfg.model.cutoff, self.dtype)
+        self.valid_set = build_samples(valid, cfg.model.cutoff, self.dtype)
+        self.test_set = build_samples(test, cfg.model.cutoff, self.dtype)
+        self.log(
+            f"[mlff train] {len(train)} train / {len(valid)} valid / {len(test)} test structures, "
+            f"elements {self.elements}, graphs built in {time.perf_counter() - t0:.1f} s"
+            + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
+        )
+        self.need_stress = cfg.loss.stress_weight > 0 or any(s.stress is not None for s in self.valid_set)
+
+        torch.manual_seed(cfg.run.seed)
+        m = cfg.model
+        self.model = build_model(
+            m.kind, elements=self.elements, cutoff=m.cutoff, n_features=m.n_features,
+            num_interactions=m.num_interactions, n_rbf=m.n_rbf, cutoff_fn=m.cutoff_fn,
+        )
+        shifts = fit_atomic_energies(self.elements, [r.numbers for r in train], [r.energy for r in train])
+        force_rms = float(np.sqrt(np.mean(np.concatenate([r.forces.ravel() for r in train]) ** 2)))
+        with torch.no_grad():
+            self.model.atomic_energies.copy_(torch.as_tensor(shifts))
+            # output scale of the order of the force RMS keeps initial forces on the right scale
+            self.model.scale.fill_(max(force_rms, 1e-3))
+        self.model = self.model.to(device=self.device, dtype=self.dtype)
+        for p in self.model.parameters():
+            self.dist.broadcast_(p.data)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        o = cfg.optim
+        self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.schedule = Schedule(cfg)
+        self.sizes = [s.n_atoms for s in self.train_set]
+        self.valid_batches = pack(range(len(self.valid_set)), [s.n_atoms for s in self.valid_set], cfg.run.batch_atoms)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_pos = 0  # optimizer steps already taken in this epoch
+        self.best: List[Tuple[float, int, str]] = []  # (val_loss, step, file)
+        self.bad_validations = 0
+        self.elapsed = 0.0
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.stopped_early = False
+        self.last_metrics: Dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ state
+    def _trainer_state(self) -> Dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_pos": self.batch_pos,
+            "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "best": list(self.best),
+            "bad_validations": self.bad_validations,
+            "elapsed": self.elapsed,
+            "loss_sum": self.loss_sum,
+            "loss_count": self.loss_count,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "config": self.cfg.model_dump(),
+            "data_hash": self.data_hash,
+            "world": self.dist.world,
+        }
+
+    def _provenance(self) -> Dict[str, Any]:
+        return {
+            "data_hash": self.data_hash,
+            "data": os.path.basename(self.cfg.data.train),
+            "teacher": self.data_meta.get("teacher", "unknown"),
+            "teacher_settings": self.data_meta.get("teacher_settings", {}),
+            "n_train": len(self.train_set),
+            "trained_with": f"mlff {__version__}",
+        }
+
+    def _save(self, name: str) -> Path:
+        return save_checkpoint(self.ckpt_dir / name, self.model, self._trainer_state(), self._provenance())
+
+    def _restore(self) -> bool:
+        path = self.ckpt_dir / "last.ckpt"
+        if not path.exists():
+            self.log(f"[mlff train] --resume: no checkpoint in {self.ckpt_dir}; starting from scratch")
+            return False
+        payload = read_checkpoint(path)
+        st = payload["trainer_state"]
+        if st.get("data_hash") != self.data_hash:
+            raise RuntimeError(
+                f"{path} was trained on other data (hash {st.get('data_hash')}, now {self.data_hash}); "
+                "resuming would mix runs: use another output_dir or restore the data"
+            )
+        if st.get("world", 1) != self.dist.world:
+            raise RuntimeError(
+                f"{path} was written by a run with {st.get('world', 1)} processes; resume with the same number"
+            )
+        self.model.load_state_dict(payload["state_dict"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.schedule.load_state_dict(st["schedule"])
+        self.step, self.epoch, self.batch_pos = st["step"], st["epoch"], st["batch_pos"]
+        self.best = [tuple(b) for b in st["best"]]
+        self.bad_validations = st["bad_validations"]
+        self.elapsed = st["elapsed"]
+        self.loss_sum, self.loss_count = st["loss_sum"], st["loss_count"]
+        torch.set_rng_state(st["rng"]["torch"])
+        np.random.set_state(st["rng"]["numpy"])
+        random.setstate(st["rng"]["python"])
+        self._truncate_csv(self.step)
+        self.log(f"[mlff train] resumed from {path} at step {self.step} (epoch {self.epoch})")
+        return True
+
+    # ------------------------------------------------------------------ logging
+    @property
+    def csv_path(self) -> Path:
+        return self.out / "metrics.csv"
+
+    def _truncate_csv(self, step: int) -> None:
+        """Drop rows logged after the checkpoint (they will be logged again)."""
+        if not self.dist.main or not self.csv_path.exists():
+            return
+        keep = []
+        with open(self.csv_path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    if int(row["step"]) <= step and row.get(CSV_FIELDS[-1]) is not None:
+                        keep.append(row)
+                except (TypeError, ValueError):
+                    pass  # a line cut by the kill
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(keep)
+        atomic_write(self.csv_path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+    def _log_row(self, row: Dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+            fh.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, row["step"])
+
+    def _open_tensorboard(self):
+        if not (self.cfg.run.tensorboard and self.dist.main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional; the CSV log is always written
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, samples: Sequence[Sample], keep: bool = False, shard: bool = True) -> ErrorAccumulator:
+        acc = ErrorAccumulator(keep=keep)
+        batches = pack(range(len(samples)), [s.n_atoms for s in samples], self.cfg.run.batch_atoms)
+        if shard:
+            batches = batches[self.dist.rank :: self.dist.world]
+        self.model.eval()
+        for idx in batches:
+            b = collate([samples[k] for k in idx], self.device)
+            pred = predict(self.model, b, self.need_stress, create_graph=False)
+            acc.add(pred, b)
+        self.model.train()
+        if shard:
+            self.dist.all_reduce_(acc.sums)
+        return acc
+
+    def _validate(self) -> Dict[str, Any]:
+        m = self.evaluate(self.valid_set).metrics()
+        val_loss = validation_loss(m, self.cfg.loss)
+        train_loss = self.loss_sum / self.loss_count if self.loss_count else None
+        self.loss_sum, self.loss_count = 0.0, 0
+        row = {
+            "step": self.step, "epoch": self.epoch, "time_s": round(self.elapsed, 2),
+            "lr": self.schedule.lr(self.step), "train_loss": train_loss, "val_loss": val_loss,
+            **{k: m[k] for k in METRIC_NAMES},
+        }
+        self._log_row(row)
+        self.schedule.on_validation(val_loss)
+        self.last_metrics = row
+        return row
+
+    def _update_best(self, val_loss: float) -> None:
+        improved = not self.best or val_loss < min(b[0] for b in self.best)
+        self.bad_validations = 0 if improved else self.bad_validations + 1
+        k = self.cfg.run.keep_best
+        if len(self.best) < k or val_loss < max(b[0] for b in self.best):
+            name = f"best_step{self.step:08d}.ckpt"
+            self.best.append((val_loss, self.step, name))
+            self.best.sort()
+            dropped = self.best[k:]
+            self.best = self.best[:k]
+            if self.dist.main:
+                self._save(name)
+                for _, _, old in dropped:
+                    (self.ckpt_dir / old).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> Dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        if not self.resume and (self.ckpt_dir / "last.ckpt").exists():
+            raise RuntimeError(
+                f"{self.out} already holds a training run; continue it with --resume, or choose another "
+                "run.output_dir (or delete that one)"
+            )
+        self._setup()
+        if self.resume:
+            self._restore()
+        elif self.dist.main and self.csv_path.exists():
+            self.csv_path.unlink()  # a log without checkpoints belongs to a run that never saved
+        if self.dist.main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.tb = self._open_tensorboard()
+        run = self.cfg.run
+        ckpt_every = run.checkpoint_every or run.valid_every
+        world = self.dist.world
+        bar = tqdm(total=run.max_steps, initial=self.step, desc="train", unit="step",
+                   disable=not (run.progress and self.dist.main), dynamic_ncols=True)
+        t_last = time.perf_counter()
+        done = self.step >= run.max_steps
+        self.model.train()
+        while not done:
+            batches = epoch_batches(self.sizes, run.batch_atoms, run.seed, self.epoch)
+            steps_in_epoch = max(1, len(batches) // world)
+            if len(batches) < world:
+                raise ValueError(f"{len(batches)} batches per epoch cannot feed {world} processes; lower batch_atoms")
+            while self.batch_pos < steps_in_epoch:
+                idx = batches[self.batch_pos * world + self.dist.rank]
+                b = collate([self.train_set[k] for k in idx], self.device)
+                lr = self.schedule.lr(self.step)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                pred = predict(self.model, b, self.cfg.loss.stress_weight > 0, create_graph=True)
+                loss = weighted(loss_terms(pred, b), self.cfg.loss)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.dist.average_grads(self.params)
+                if self.cfg.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+                self.opt.step()
+                self.loss_sum += float(loss.detach())
+                self.loss_count += 1
+                self.step += 1
+                self.batch_pos += 1
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                bar.update(1)
+                out_of_time = run.max_minutes is not None and self.elapsed >= 60 * run.max_minutes
+                last = self.step >= run.max_steps or out_of_time
+                if self.batch_pos >= steps_in_epoch:
+                    self.epoch += 1
+                    self.batch_pos = 0
+                if self.step % run.valid_every == 0 or last:
+                    row = self._validate()
+                    self._update_best(row["val_loss"])
+                    bar.set_postfix(loss=f"{row['train_loss'] or 0:.3g}", f_rmse=f"{row['force_rmse']:.4f}")
+                    if run.early_stopping_patience and self.bad_validations >= run.early_stopping_patience:
+                        self.log(f"[mlff train] early stop at step {self.step}: no improvement in "
+                                 f"{self.bad_validations} validations")
+                        self.stopped_early = True
+                        last = True
+                if self.step % ckpt_every == 0 or last:
+                    if self.dist.main:
+                        self._save("last.ckpt")
+                    self.dist.barrier()
+                    t_last = time.perf_counter()  # saving time is not training time
+                if last:
+                    if out_of_time:
+                        self.log(f"[mlff train] time limit of {run.max_minutes} min reached at step {self.step}")
+                    done = True
+                    break
+        bar.close()
+        result = self._finish()
+        if self.tb is not None:
+            self.tb.close()
+        self.dist.close()
+        return result
+
+    # ------------------------------------------------------------------ end of run
+    def _finish(self) -> Dict[str, Any]:
+        run = self.cfg.run
+        summary: Dict[str, Any] = {"steps": self.step, "train_seconds": round(self.elapsed, 2),
+                                   "stopped_early": self.stopped_early, "last": self.last_metrics}
+        if not self.dist.main:
+            return summary
+        best_file = self.ckpt_dir / self.best[0][2] if self.best else self.ckpt_dir / "last.ckpt"
+        best = load_checkpoint(best_file).to(self.device)
+        self.model.load_state_dict(best.state_dict())
+        valid_acc = self.evaluate(self.valid_set, keep=True, shard=False)
+        summary["best_checkpoint"] = str(best_file)
+        summary["valid"] = {k: v for k, v in valid_acc.metrics().items() if not k.startswith("_")}
+        if self.test_set:
+            summary["test"] = {k: v for k, v in self.evaluate(self.test_set, shard=False).metrics().items() if not k.startswith("_")}
+        if run.export:
+            from ..contract import export_model
+
+            prov = {**self._provenance(), "valid_metrics": summary["valid"], "train_steps": self.step,
+                    "train_seconds": summary["train_seconds"]}
+            export_model(self.model.eval(), self.out / "model.pt", provenance=prov)
+            summary["model"] = str(self.out / "model.pt")
+        if run.plots:
+            try:
+                from .plots import learning_curve, parity_plot
+
+                learning_curve(self.csv_path, self.out / "learning_curve.png")
+                parity_plot(valid_acc.pairs, self.out / "parity.png")
+            except ImportError as exc:
+                self.log(f"[mlff train] plots skipped ({exc})")
+        text = json.dumps(summary, indent=1, default=str)
+        atomic_write(self.out / "summary.json", lambda tmp: Path(tmp).write_text(text))
+        v = summary["valid"]
+        self.log(
+            f"[mlff train] done: {self.step} steps in {self.elapsed:.0f} s; best validation: "
+            f"force RMSE {v['force_rmse']:.4f} eV/Å, energy RMSE {1000 * v['energy_rmse_per_atom']:.2f} meV/atom"
+            + (f" -> {summary['model']}" if "model" in summary else "")
+        )
+        return summary
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Dict[str, Any]:
+    """Run a whole training (what `mlff train` does); returns the summary."""
+    return Trainer(cfg, resume=resume).fit()
