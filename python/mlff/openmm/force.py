@@ -140,10 +140,10 @@ def build_module(
         if atoms_t is not None:
             pos = pos[atoms_t]
         box_t = None if not periodic else torch.as_tensor(np.asarray(box, dtype=np.float64) * NM_TO_ANGSTROM)
-        grid, reach, per_cell, capacity = static_sizes(pos, box_t, meta.cutoff, static_capacity_factor)
+        grid, reach, per_cell, capacity, open_lengths = static_sizes(pos, box_t, meta.cutoff, static_capacity_factor)
         kwargs = dict(
             static_capacity=capacity, static_grid=grid, static_reach=reach, static_per_cell=per_cell,
-            check_overflow=check_overflow,
+            check_overflow=check_overflow, static_open_lengths=open_lengths,
         )
     wrapper = MLFFOpenMMModule(
         module, torch.as_tensor(z), meta.cutoff, meta.torch_dtype, periodic, atoms_t, **kwargs

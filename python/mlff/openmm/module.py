@@ -50,6 +50,7 @@ class MLFFOpenMMModule(torch.nn.Module):
         static_reach: Optional[List[int]] = None,
         static_per_cell: int = -1,
         check_overflow: bool = True,
+        static_open_lengths: Optional[List[float]] = None,
     ):
         super().__init__()
         self.model = model
@@ -67,6 +68,12 @@ class MLFFOpenMMModule(torch.nn.Module):
         self.reach: List[int] = list(static_reach) if static_reach is not None else [1, 1, 1]
         self.per_cell = int(static_per_cell)
         self.check_overflow = bool(check_overflow)
+        # static mode, open boundaries: the box never gets smaller than the one the grid was
+        # sized for, so the fixed grid's cells stay at least a cutoff wide
+        self.register_buffer(
+            "open_lengths",
+            torch.tensor(static_open_lengths if static_open_lengths is not None else [0.0, 0.0, 0.0], dtype=torch.float64),
+        )
         self.length_scale = NM_TO_ANGSTROM
         self.energy_scale = EV_TO_KJ_PER_MOL
         self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
@@ -85,6 +92,8 @@ class MLFFOpenMMModule(torch.nn.Module):
             box = boxvectors.detach().to(torch.float64) * self.length_scale
         else:
             box, _ = open_box(pos, self.cutoff)
+            if self.capacity >= 0:
+                box = torch.diag(torch.maximum(torch.diagonal(box), self.open_lengths.to(box.device)))
 
         if self.capacity >= 0:
             shape = self.grid
@@ -143,22 +152,23 @@ def static_sizes(
     box_angstrom: Optional[torch.Tensor],
     cutoff: float,
     factor: float = 1.5,
-) -> Tuple[List[int], List[int], int, int]:
-    """Grid, reach, cell occupancy and pair capacity for the static mode, with headroom.
+) -> Tuple[List[int], List[int], int, int, List[float]]:
+    """Grid, reach, cell occupancy, pair capacity (and open-box lengths) for the static mode.
 
     Taken from one configuration; ``factor`` (> 1) leaves room for density fluctuations
-    and a moderately shrinking box.
+    and a moderately shrinking periodic box.
     """
     pos = positions_angstrom.to(torch.float64)
     if box_angstrom is None:
         box, _ = open_box(pos, cutoff)
-        # an open system's extent changes as it moves; give the grid room to follow
-        box = box * factor
+        open_lengths = [float(x) for x in torch.diagonal(box)]
+        shrink = 1.0  # the module never lets an open box shrink below this one
     else:
         box = box_angstrom.to(torch.float64)
+        open_lengths = [0.0, 0.0, 0.0]
+        # size cells for a box that shrank by 1/factor**(1/3) in every direction
+        shrink = factor ** (1.0 / 3.0)
     widths = perpendicular_widths(box)
-    # size cells for a box that shrank by 1/factor**(1/3) in every direction
-    shrink = factor ** (1.0 / 3.0)
     shape = grid_shape(widths / shrink, cutoff, pos.shape[0])
     r = search_range(widths / shrink, shape, cutoff)
     reach = [int(r[0]), int(r[1]), int(r[2])]
@@ -171,4 +181,4 @@ def static_sizes(
     per_cell = int(torch.bincount(cell, minlength=shape[0] * shape[1] * shape[2]).max())
     per_cell = int(per_cell * factor) + 2
     capacity = int(edge_index.shape[1] * factor) + 64
-    return shape, reach, per_cell, capacity
+    return shape, reach, per_cell, capacity, open_lengths
