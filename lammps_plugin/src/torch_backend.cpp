@@ -1,0 +1,192 @@
+/* mlff LAMMPS plugin: the only translation unit that includes libtorch.
+ *
+ * Runs an exported TorchScript model on the graph the pair style built and returns
+ * per-atom energies and dE/d(edge vector). Every torch exception is turned into a
+ * std::runtime_error carrying torch's message without its C++ backtrace.
+ */
+#include "mlff_backend.h"
+
+#include "build_info.h"
+
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#define MLFF_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+std::string dirname_of(const std::string &path)
+{
+  auto pos = path.find_last_of('/');
+  return pos == std::string::npos ? std::string(".") : path.substr(0, pos);
+}
+
+// Directory of the libc10 this process actually runs (LD_LIBRARY_PATH or a torch
+// imported earlier by Python can differ from the one the plugin was built against).
+std::string loaded_torch_lib_dir()
+{
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&c10::GetAllocator), &info) && info.dli_fname)
+    return dirname_of(info.dli_fname);
+  return "";
+}
+
+class TorchBackend : public mlff_lmp::Backend {
+ public:
+  TorchBackend(const std::string &path, const std::string &dtype, const std::string &device,
+               int device_index, int local_rank) :
+      device_(torch::kCPU)
+  {
+    if (dtype == "float64")
+      dtype_ = torch::kFloat64;
+    else if (dtype == "float32")
+      dtype_ = torch::kFloat32;
+    else
+      throw std::runtime_error("unsupported model dtype '" + dtype + "'");
+
+    if (device == "cuda") {
+      if (!torch::cuda::is_available()) {
+        const char *vis = std::getenv("CUDA_VISIBLE_DEVICES");
+        std::ostringstream msg;
+        msg << "device cuda requested, but torch " << MLFF_TORCH_VERSION
+            << " finds no usable CUDA device"
+            << (std::strlen(MLFF_TORCH_CUDA) ? " (torch is built with CUDA " MLFF_TORCH_CUDA ")"
+                                             : " (this torch is a CPU-only build)")
+            << (vis ? std::string("; CUDA_VISIBLE_DEVICES=") + vis : std::string())
+            << ". Use 'device cpu' or run on a machine with an NVIDIA GPU and driver";
+        throw std::runtime_error(msg.str());
+      }
+      int n = static_cast<int>(torch::cuda::device_count());
+      int index = device_index >= 0 ? device_index : local_rank % n;
+      if (index >= n)
+        throw std::runtime_error("device cuda:" + std::to_string(index) + " requested, but only " +
+                                 std::to_string(n) + " CUDA device(s) are visible");
+      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+    } else if (device != "cpu") {
+      throw std::runtime_error("unknown device '" + device + "'");
+    }
+
+    torch::jit::ExtraFilesMap extra{{"mlff_metadata.json", ""}};
+    module_ = torch::jit::load(path, device_, extra);
+    module_.eval();
+    for (const auto &p : module_.parameters()) {
+      if (p.is_floating_point() && p.scalar_type() != dtype_) {
+        throw std::runtime_error(path + ": metadata says " + dtype + " but the parameters are " +
+                                 std::string(c10::toString(p.scalar_type())));
+      }
+      break;
+    }
+  }
+
+  std::string device() const override { return device_.str(); }
+
+  void compute(const mlff_lmp::Graph &g, mlff_lmp::Result &r) override
+  {
+    try {
+      run(g, r);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error(e.what_without_backtrace());
+    }
+  }
+
+ private:
+  void run(const mlff_lmp::Graph &g, mlff_lmp::Result &r)
+  {
+    // the profiling executor would specialise and re-optimise the graph on the first
+    // calls; the reference engines run unoptimised, so do the same for identical numbers
+    torch::jit::GraphOptimizerEnabledGuard no_opt(false);
+    const int64_t n = g.n_nodes;
+    const int64_t ne = g.n_edges();
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+    torch::Tensor z =
+        torch::from_blob(const_cast<int64_t *>(g.species.data()), {n}, i64).to(device_, false, true);
+    torch::Tensor ei, ev;
+    if (ne > 0) {
+      ei = torch::from_blob(const_cast<int64_t *>(g.edge_index.data()), {2, ne}, i64)
+               .to(device_, false, true);
+      ev = torch::from_blob(const_cast<double *>(g.edge_vectors.data()), {ne, 3}, f64)
+               .to(device_, dtype_, false, true);
+    } else {
+      ei = torch::empty({2, 0}, i64.device(device_));
+      ev = torch::empty({0, 3}, torch::TensorOptions().dtype(dtype_).device(device_));
+    }
+    ev.requires_grad_(true);
+
+    std::vector<torch::jit::IValue> inputs{z, ei, ev, g.n_local};
+    auto out = module_.forward(inputs);
+    if (!out.isGenericDict()) throw std::runtime_error("the model did not return a Dict[str, Tensor]");
+    auto dict = out.toGenericDict();
+    if (!dict.contains("energies")) throw std::runtime_error("the model output has no 'energies'");
+    torch::Tensor energies = dict.at("energies").toTensor();
+    if (energies.dim() != 1 || energies.size(0) != n)
+      throw std::runtime_error("the model returned energies of shape " +
+                               c10::str(energies.sizes()) + " for " + std::to_string(n) + " atoms");
+
+    torch::Tensor local = energies.narrow(0, 0, g.n_local);
+    torch::Tensor grad;
+    if (ne > 0 && local.requires_grad()) {
+      auto grads = torch::autograd::grad({local.sum()}, {ev}, {}, false, false, true);
+      grad = grads[0];
+    }
+
+    torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
+    r.edge_grad.assign(3 * ne, 0.0);
+    if (grad.defined()) {
+      torch::Tensor g_cpu = grad.to(torch::kCPU, torch::kFloat64).contiguous();
+      std::memcpy(r.edge_grad.data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
+    }
+  }
+
+  torch::jit::Module module_;
+  torch::Device device_;
+  torch::Dtype dtype_ = torch::kFloat64;
+};
+
+void copy_message(const std::string &msg, char *err, size_t errlen)
+{
+  if (!err || errlen == 0) return;
+  std::strncpy(err, msg.c_str(), errlen - 1);
+  err[errlen - 1] = '\0';
+}
+
+}    // namespace
+
+MLFF_EXPORT const char *mlff_lammps_backend_abi()
+{
+  return MLFF_BACKEND_ABI;
+}
+
+MLFF_EXPORT const char *mlff_lammps_backend_loaded_torch_dir()
+{
+  static std::string dir = loaded_torch_lib_dir();
+  return dir.c_str();
+}
+
+MLFF_EXPORT mlff_lmp::Backend *mlff_lammps_create_backend(const char *model_path, const char *dtype,
+                                                          const char *device, int device_index,
+                                                          int local_rank, char *err, size_t errlen)
+{
+  try {
+    return new TorchBackend(model_path, dtype, device, device_index, local_rank);
+  } catch (const c10::Error &e) {
+    copy_message(e.what_without_backtrace(), err, errlen);
+  } catch (const std::exception &e) {
+    copy_message(e.what(), err, errlen);
+  } catch (...) {
+    copy_message("unknown C++ exception while loading the model", err, errlen);
+  }
+  return nullptr;
+}
