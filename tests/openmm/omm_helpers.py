@@ -91,3 +91,47 @@ def _spread(rng, n, draw, cell, min_dist=0.9):
         bad = np.unique(ei[0])
         pos[bad] = draw(len(bad))
     raise RuntimeError("could not place the atoms")
+
+
+def _place(a, b, c, bond, angle_deg, torsion_deg):
+    """Position of atom d with |cd| = bond, angle bcd, torsion abcd (natural extension of reference frame)."""
+    angle, torsion = np.radians(angle_deg), np.radians(torsion_deg)
+    bc = c - b
+    bc /= np.linalg.norm(bc)
+    n = np.cross(b - a, bc)
+    n /= np.linalg.norm(n)
+    m = np.cross(n, bc)
+    d_local = bond * np.array([-np.cos(angle), np.sin(angle) * np.cos(torsion), np.sin(angle) * np.sin(torsion)])
+    return c + d_local[0] * bc + d_local[1] * m + d_local[2] * n
+
+
+def alanine_dipeptide_pdb(path) -> None:
+    """Write heavy atoms of ACE-ALA-NME (standard bond geometry, PPII backbone) as PDB.
+
+    Hydrogens are added by openmm.app.Modeller from amber14's templates.
+    """
+    ch3 = np.array([0.0, 0.0, 0.0])
+    c0 = np.array([1.51, 0.0, 0.0])
+    n1 = c0 + 1.33 * np.array([-np.cos(np.radians(116)), np.sin(np.radians(116)), 0.0])
+    ca1 = _place(ch3, c0, n1, 1.46, 122, 180)
+    c1 = _place(c0, n1, ca1, 1.52, 111, -75)
+    n2 = _place(n1, ca1, c1, 1.33, 116, 145)
+    c2 = _place(ca1, c1, n2, 1.45, 122, 180)
+    o0 = _place(ca1, n1, c0, 1.23, 123, 0)
+    o1 = _place(c2, n2, c1, 1.23, 123, 0)
+    cb = _place(c1, n1, ca1, 1.53, 110, 122.5)
+    atoms = [
+        ("CH3", "ACE", 1, "C", ch3), ("C", "ACE", 1, "C", c0), ("O", "ACE", 1, "O", o0),
+        ("N", "ALA", 2, "N", n1), ("CA", "ALA", 2, "C", ca1), ("C", "ALA", 2, "C", c1),
+        ("O", "ALA", 2, "O", o1), ("CB", "ALA", 2, "C", cb),
+        ("N", "NME", 3, "N", n2), ("C", "NME", 3, "C", c2),
+    ]
+    lines = []
+    for k, (name, res, resid, element, xyz) in enumerate(atoms, start=1):
+        lines.append(
+            f"ATOM  {k:5d} {name:<4s} {res:3s} A{resid:4d}    {xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}"
+            f"  1.00  0.00          {element:>2s}"
+        )
+    lines += ["TER", "END"]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
