@@ -26,6 +26,25 @@ from typing import List, Tuple
 import torch
 
 
+def int_vector(values: List[int], device: torch.device) -> torch.Tensor:
+    """A small int64 tensor built on ``device`` by fill kernels.
+
+    ``torch.tensor(values, device=cuda)`` would be a host-to-device copy, which a CUDA
+    graph capture does not allow.
+    """
+    parts = [torch.full((1,), v, dtype=torch.long, device=device) for v in values]
+    return torch.cat(parts)
+
+
+def inverse_box(box: torch.Tensor) -> torch.Tensor:
+    """``box^-1`` from cross products: no LAPACK call and no error-check read-back on GPUs."""
+    a = box[0]
+    b = box[1]
+    c = box[2]
+    bc = torch.linalg.cross(b, c)
+    return torch.stack([bc, torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=1) / torch.dot(a, bc)
+
+
 def perpendicular_widths(box: torch.Tensor) -> torch.Tensor:
     """Distance between opposite faces of the cell spanned by the rows of ``box``."""
     a = box[0]
@@ -67,7 +86,7 @@ def search_range(widths: torch.Tensor, shape: List[int], cutoff: float) -> torch
     A displacement of length ``cutoff`` changes the fractional coordinate along lattice
     direction k by at most cutoff / width_k, i.e. ``cutoff * n_k / width_k`` cells.
     """
-    n = torch.tensor(shape, dtype=widths.dtype, device=widths.device)
+    n = int_vector(shape, widths.device).to(widths.dtype)
     return torch.ceil(cutoff * n / widths - 1e-9).to(torch.long).clamp(min=1)
 
 
@@ -103,9 +122,9 @@ def neighbor_pairs(
     n_atoms = positions.shape[0]
     static = capacity >= 0
 
-    frac = positions @ torch.linalg.inv(box)
+    frac = positions @ inverse_box(box)
     frac = frac - torch.floor(frac)
-    n_t = torch.tensor(shape, dtype=torch.long, device=device)
+    n_t = int_vector(shape, device)
     cell3 = torch.floor(frac * n_t.to(dtype)).to(torch.long)
     # frac can round to exactly 1.0 after wrapping
     cell3 = torch.minimum(torch.clamp(cell3, min=0), n_t - 1)

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ..contract import derive_from_energies
-from .celllist import grid_shape, neighbor_pairs, open_box, perpendicular_widths, search_range
+from .celllist import grid_shape, int_vector, inverse_box, neighbor_pairs, open_box, perpendicular_widths, search_range
 
 
 def _ev_to_kj_per_mol() -> float:
@@ -109,8 +109,8 @@ class MLFFOpenMMModule(torch.nn.Module):
         if self.capacity >= 0:
             # a box that shrank (NPT) can make the fixed grid's cells narrower than the cutoff
             widths = perpendicular_widths(box)
-            grid_t = torch.tensor(shape, dtype=torch.float64, device=pos.device)
-            reach_t = torch.tensor(reach, dtype=torch.float64, device=pos.device)
+            grid_t = int_vector(shape, pos.device).to(torch.float64)
+            reach_t = int_vector(reach, pos.device).to(torch.float64)
             overflow = overflow | (self.cutoff * grid_t / widths > reach_t).any()
             if self.check_overflow and bool(overflow):
                 raise RuntimeError(
@@ -173,7 +173,7 @@ def static_sizes(
     r = search_range(widths / shrink, shape, cutoff)
     reach = [int(r[0]), int(r[1]), int(r[2])]
     edge_index, _, _, _, _ = neighbor_pairs(pos, box, cutoff, shape, reach)
-    frac = pos @ torch.linalg.inv(box)
+    frac = pos @ inverse_box(box)
     frac = frac - torch.floor(frac)
     n_t = torch.tensor(shape, dtype=torch.long)
     cell3 = torch.minimum(torch.floor(frac * n_t.to(torch.float64)).long().clamp(min=0), n_t - 1)
