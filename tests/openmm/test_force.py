@@ -157,3 +157,23 @@ def test_bad_backend_and_indices(make_model_file):
         MLFFForce(model, [1, 1], atoms=[0, 5])
     with pytest.raises(ValueError, match="duplicate"):
         MLFFForce(model, [1, 1, 1], atoms=[0, 0])
+
+
+def test_saved_module_loads_as_a_torchforce_file(make_model_file, tmp_path):
+    """The file written for Python-free OpenMM applications gives the same numbers."""
+    import openmmtorch
+
+    from mlff.contract import read_metadata
+    from mlff.openmm import save_torchforce_module
+
+    model = make_model_file(elements=HCNO)
+    atoms = triclinic_atoms()
+    path = tmp_path / "mlff_openmm.pt"
+    save_torchforce_module(path, model, atoms)
+    assert read_metadata(path).elements == list(HCNO)
+    force = openmmtorch.TorchForce(str(path))
+    force.setOutputsForces(True)
+    force.setUsesPeriodicBoundaryConditions(True)
+    e, f = energy_forces(openmm_system(atoms, force), atoms.positions * 0.1, "CPU")
+    e_ref, f_ref = ase_reference(model, atoms)
+    assert_close(e, f, e_ref, f_ref)

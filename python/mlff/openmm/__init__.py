@@ -16,6 +16,7 @@ _EXPORTS = {
     "available_backend": "force",
     "backend_of": "force",
     "check_elements": "force",
+    "save_torchforce_module": "force",
     "TORCH_BACKEND": "force",
     "PYTHON_BACKEND": "force",
     "MLFFOpenMMModule": "module",

@@ -11,12 +11,13 @@ import time
 from .md import _context, system_from_atoms
 
 
-def _time(atoms, model_path: str, steps: int, backend: str, platform: str = "CPU", warmup: int = 2) -> float:
+def _time(atoms, model_path: str, steps: int, backend: str, platform: str = "CPU", warmup: int = 3) -> float:
     import openmm
 
     system, pos, force = system_from_atoms(model_path, atoms, backend=backend)
     integrator = openmm.VerletIntegrator(0.001)
     ctx = _context(system, pos, platform, integrator)
+    # TorchScript's profiling executor optimises the module only after a few calls
     integrator.step(warmup)
     t0 = time.perf_counter()
     integrator.step(steps)

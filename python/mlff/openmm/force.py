@@ -217,10 +217,10 @@ def MLFFForce(
     Parameters
     ----------
     topology
-        Where the elements come from: an ``openmm.app.Topology`` (of the whole system),
-        an ``ase.Atoms``, or a sequence of atomic numbers (of the whole system). May be
-        left out for a single-element model when ``atoms`` or ``atomic_numbers`` give
-        the atom count... or ``atomic_numbers`` (of the ML atoms only) may be given.
+        Where the elements come from: an ``openmm.app.Topology``, an ``ase.Atoms`` or a
+        sequence of atomic numbers, each describing every particle of the System.
+        Alternatively ``atomic_numbers=`` gives those of the ML atoms only; a
+        single-element model needs neither when ``atoms=`` is given.
     atoms
         Indices of the ML atoms in the System; ``None`` means every particle.
     periodic
@@ -351,3 +351,33 @@ def backend_of(force) -> str:
         if b in name:
             return b
     raise ValueError(f"{name!r} is not an MLFFForce")
+
+
+def save_torchforce_module(
+    path: Union[str, os.PathLike],
+    model: ModelSpec,
+    topology: Any,
+    atoms: Optional[Sequence[int]] = None,
+    periodic: Optional[bool] = None,
+) -> ModelMetadata:
+    """Write the TorchScript module a TorchForce runs, for OpenMM applications without Python.
+
+    C++: ``TorchForce force("file.pt"); force.setOutputsForces(true);
+    force.setUsesPeriodicBoundaryConditions(periodic);``. ``topology`` gives the elements as
+    for :func:`MLFFForce`. The model's metadata travels inside the file too.
+    """
+    numbers = atomic_numbers_of(topology)
+    if atoms is not None:
+        numbers = numbers[np.asarray(list(atoms), dtype=np.int64)]
+    if periodic is None:
+        periodic = bool(
+            (hasattr(topology, "getPeriodicBoxVectors") and topology.getPeriodicBoxVectors() is not None)
+            or (hasattr(topology, "get_pbc") and topology.get_pbc().all())
+        )
+    module, meta = build_module(model, numbers, atoms, bool(periodic))
+    from ..atomic import atomic_write
+    from ..contract import METADATA_ENTRY
+
+    extra = {METADATA_ENTRY: meta.to_json(), "mlff_openmm.json": '{"periodic": %s, "outputs_forces": true}' % str(bool(periodic)).lower()}
+    atomic_write(Path(path), lambda tmp: torch.jit.save(module, tmp, _extra_files=extra))
+    return meta
