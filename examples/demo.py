@@ -63,8 +63,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "optim": {"lr": 3e-3, "weight_decay": 1e-5, "grad_clip": 10.0},
         "schedule": {"kind": "cosine", "warmup_steps": 50, "min_lr_ratio": 0.02},
         "run": {
-            "max_steps": 3000,
-            "max_minutes": 7.0,
+            "max_steps": 1500,
+            "max_minutes": 3.0,
             "batch_atoms": 128,
             "valid_every": 100,
             "keep_best": 2,
@@ -192,12 +192,12 @@ def _errors(name: str, d: Dict[str, list]) -> Dict[str, Any]:
 def _time_md(atoms, calc, steps: int, temperature: float, timestep_fs: float, desc: str) -> float:
     """Seconds per MD step (velocity Verlet after a Maxwell-Boltzmann start)."""
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
 
     atoms = atoms.copy()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(0))
     atoms.calc = calc
     dyn = VelocityVerlet(atoms, timestep=timestep_fs * units.fs)
     atoms.get_forces()  # first call builds/warms everything

@@ -100,12 +100,12 @@ class ChainState:
 
 
 def md_chain_start(base: Atoms, temperature: float, seed: int) -> Atoms:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     atoms = base.copy()
     atoms.calc = None
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
     return atoms
 

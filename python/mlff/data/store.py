@@ -78,11 +78,11 @@ def _db_read(path: Path, selection: Optional[str]) -> Iterator[Record]:
         yield Record(
             id=str(row.id),
             numbers=np.asarray(row.numbers, dtype=np.int64),
-            positions=np.asarray(row.positions, dtype=np.float64),
+            positions=np.array(row.positions, dtype=np.float64),
             cell=np.asarray(row.cell, dtype=np.float64),
             pbc=np.asarray(row.pbc, dtype=bool),
             energy=None if row.get("energy") is None else float(row.energy),
-            forces=None if row.get("forces") is None else np.asarray(row.forces, dtype=np.float64),
+            forces=None if row.get("forces") is None else np.array(row.forces, dtype=np.float64),
             stress=None if stress is None else np.asarray(stress, dtype=np.float64),
             info=info,
         )

@@ -312,6 +312,10 @@ class Trainer:
             self.log(f"[mlff train] --resume: no checkpoint in {self.ckpt_dir}; starting from scratch")
             return False
         payload = read_checkpoint(path)
+        if self.dist.main:
+            # a kill during a write leaves the temporary file (never a half-written checkpoint)
+            for stale in self.ckpt_dir.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         st = payload["trainer_state"]
         if st.get("data_hash") != self.data_hash:
             raise RuntimeError(
@@ -460,7 +464,8 @@ class Trainer:
             steps_in_epoch = max(1, len(batches) // world)
             if len(batches) < world:
                 raise ValueError(f"{len(batches)} batches per epoch cannot feed {world} processes; lower batch_atoms")
-            while self.batch_pos < steps_in_epoch:
+            epoch_end = False
+            while not (epoch_end or done):
                 idx = batches[self.batch_pos * world + self.dist.rank]
                 b = collate([self.train_set[k] for k in idx], self.device)
                 lr = self.schedule.lr(self.step)
@@ -484,7 +489,9 @@ class Trainer:
                 bar.update(1)
                 out_of_time = run.max_minutes is not None and self.elapsed >= 60 * run.max_minutes
                 last = self.step >= run.max_steps or out_of_time
-                if self.batch_pos >= steps_in_epoch:
+                # the checkpoint below must already point at the next batch to take
+                epoch_end = self.batch_pos >= steps_in_epoch
+                if epoch_end:
                     self.epoch += 1
                     self.batch_pos = 0
                 if self.step % run.valid_every == 0 or last:
@@ -505,8 +512,8 @@ class Trainer:
                     if out_of_time:
                         self.log(f"[mlff train] time limit of {run.max_minutes} min reached at step {self.step}")
                     done = True
-                    break
         bar.close()
+        self._check_replicas()
         result = self._finish()
         if self.tb is not None:
             self.tb.close()
@@ -514,6 +521,21 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ end of run
+    def _check_replicas(self) -> None:
+        """Data-parallel replicas must hold identical weights; a drift means a lost all-reduce."""
+        if self.dist.world == 1:
+            return
+        flat = torch.cat([p.detach().reshape(-1).double() for p in self.params])
+        lo, hi = flat.clone(), flat.clone()
+        import torch.distributed as dist
+
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        spread = float((hi - lo).abs().max())
+        if spread > 0:
+            raise RuntimeError(f"data-parallel replicas diverged (max weight difference {spread:.3g})")
+        self.log(f"[mlff train] {self.dist.world} data-parallel replicas hold identical weights")
+
     def _finish(self) -> Dict[str, Any]:
         run = self.cfg.run
         summary: Dict[str, Any] = {"steps": self.step, "train_seconds": round(self.elapsed, 2),
