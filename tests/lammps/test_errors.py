@@ -1,0 +1,179 @@
+"""Every way pair_style mlff can be misused or broken ends in a clear LAMMPS error and a
+non-zero exit, never a crash."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Dict
+
+import pytest
+import torch
+from lmp_helpers import run_lmp
+
+from mlff import export_model
+from mlff.lammps.plugin import plugin_info
+
+
+def script(model, pair_args="", elements="Cu", head="units metal", ntypes=1, tail="run 0"):
+    return f"""
+{head}
+atom_style atomic
+lattice fcc 3.615
+region box block 0 1 0 1 0 1
+create_box {ntypes} box
+create_atoms 1 box
+mass * 63.546
+pair_style mlff {model} {pair_args}
+pair_coeff * * {elements}
+{tail}
+"""
+
+
+def expect_error(tmp_path, text, *needles, nprocs=1, env=None):
+    run = run_lmp(text, tmp_path, nprocs=nprocs, env_extra=env, check=False)
+    assert run.returncode != 0, run.output[-3000:]
+    assert not run.crashed, f"lmp crashed (status {run.returncode}):\n{run.output[-3000:]}"
+    assert "ERROR" in run.output, run.output[-3000:]
+    for needle in needles:
+        assert needle in run.output, f"{needle!r} not in:\n{run.output[-3000:]}"
+    return run
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+def test_missing_model(tmp_path):
+    expect_error(tmp_path, script(tmp_path / "nope.pt"), "nope.pt", "does not exist")
+
+
+def test_corrupt_model(tmp_path, cu_model):
+    bad = tmp_path / "corrupt.pt"
+    data = bytearray(Path(cu_model).read_bytes())
+    with zipfile.ZipFile(cu_model) as zf:
+        # the largest stored weights entry (torch does not check CRCs: it would load)
+        info = max((i for i in zf.infolist() if i.compress_type == 0), key=lambda i: i.file_size)
+    off = info.header_offset
+    start = off + 30 + int.from_bytes(data[off + 26 : off + 28], "little") + int.from_bytes(data[off + 28 : off + 30], "little")
+    data[start + info.file_size // 2] ^= 0x5A
+    bad.write_bytes(bytes(data))
+    expect_error(tmp_path, script(bad), "corrupt.pt is corrupt", "checksum mismatch")
+
+
+def test_truncated_model(tmp_path, cu_model):
+    bad = tmp_path / "truncated.pt"
+    data = Path(cu_model).read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    expect_error(tmp_path, script(bad), "truncated.pt is not a readable model archive")
+
+
+def test_archive_torch_cannot_load(tmp_path, cu_model):
+    """Intact archive and metadata, but no loadable TorchScript inside: torch's own
+    error is reported with the file name and advice."""
+    bad = tmp_path / "hollow.pt"
+    with zipfile.ZipFile(cu_model) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_STORED) as dst:
+        meta = next(n for n in src.namelist() if n.endswith("/extra/mlff_metadata.json"))
+        dst.writestr("hollow/extra/mlff_metadata.json", src.read(meta))
+        dst.writestr("hollow/version", "3\n")
+        dst.writestr("hollow/data.pkl", b"\x80\x02garbage")
+    expect_error(tmp_path, script(bad), "hollow.pt could not be loaded by torch", "corrupt")
+
+
+def test_not_a_model(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("these are not the weights you are looking for\n")
+    expect_error(tmp_path, script(bad), "notes.pt is not a readable model archive")
+
+
+def test_plain_torchscript_is_not_an_mlff_model(tmp_path):
+    path = tmp_path / "linear.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 1)), str(path))
+    expect_error(tmp_path, script(path), "is a TorchScript file but not an mlff model")
+
+
+class Exploding(torch.nn.Module):
+    """A valid contract model that raises inside forward for more than two atoms."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    def contract_info(self):
+        return dict(kind="exploding", elements=[29], cutoff=3.0, num_interactions=1)
+
+    def forward(self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                n_local: int) -> Dict[str, torch.Tensor]:
+        if atomic_numbers.shape[0] > 2:
+            raise RuntimeError("exploding test model refuses more than two atoms")
+        r = torch.linalg.norm(edge_vectors, dim=1) * self.w
+        e = torch.zeros(atomic_numbers.shape[0], dtype=r.dtype).index_add(0, edge_index[0], r)
+        return {"energies": e}
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_exception_inside_torch_becomes_lammps_error(tmp_path, nprocs):
+    path = tmp_path / "exploding.pt"
+    export_model(Exploding(), path)
+    expect_error(tmp_path, script(path), "pair mlff:", "exploding test model refuses more than two atoms",
+                 nprocs=nprocs)
+
+
+# ----------------------------------------------------------------------------- input mistakes
+
+
+def test_element_not_in_model(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, elements="O"), "element O (type 1) is not in model", "which knows Cu")
+
+
+def test_unknown_element_symbol(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, elements="Qq"), "'Qq' (type 1) is not an element symbol")
+
+
+def test_wrong_number_of_elements(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, elements="Cu Cu"), "1 types, got 2 symbols")
+
+
+def test_newton_off_is_refused(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, head="units metal\nnewton off"), "requires newton pair on")
+
+
+@pytest.mark.parametrize("units", ["lj", "si", "electron"])
+def test_other_units_are_refused(tmp_path, cu_model, units):
+    expect_error(tmp_path, script(cu_model, head=f"units {units}"), "'units metal'", "'units real'",
+                 f"'units {units}'")
+
+
+def test_unknown_keyword(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, pair_args="precision high"), "unknown keyword 'precision'")
+
+
+def test_bad_device(tmp_path, cu_model):
+    expect_error(tmp_path, script(cu_model, pair_args="device tpu"), "device must be cpu, cuda or cuda:N")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_gpu_is_a_clear_error(tmp_path, cu_model, device):
+    expect_error(tmp_path, script(cu_model, pair_args=f"device {device}"), "device cuda requested",
+                 "no usable CUDA device", "device cpu")
+
+
+# ----------------------------------------------------------------------------- wrong torch
+
+
+def test_plugin_refuses_a_different_torch(tmp_path, cu_model):
+    """A libtorch of another version found first (here through LD_LIBRARY_PATH) is refused."""
+    build = plugin_info()["build"]
+    real_lib = Path(build["torch_lib_dir"])
+    fake_torch = tmp_path / "site" / "torch"
+    (fake_torch / "lib").mkdir(parents=True)
+    for f in real_lib.iterdir():
+        os.symlink(f, fake_torch / "lib" / f.name)
+    (fake_torch / "version.py").write_text("__version__ = '2.0.0+fake'\n")
+    nvidia = real_lib.parent.parent / "nvidia"
+    if nvidia.exists():  # libtorch's CUDA dependencies are found relative to it
+        os.symlink(nvidia, tmp_path / "site" / "nvidia")
+    env = {"LD_LIBRARY_PATH": str(fake_torch / "lib")}
+    expect_error(tmp_path, script(cu_model), f"built against torch {build['torch_version']}",
+                 "2.0.0+fake", "reinstall mlff", env=env)
