@@ -177,3 +177,28 @@ def test_saved_module_loads_as_a_torchforce_file(make_model_file, tmp_path):
     e, f = energy_forces(openmm_system(atoms, force), atoms.positions * 0.1, "CPU")
     e_ref, f_ref = ase_reference(model, atoms)
     assert_close(e, f, e_ref, f_ref)
+
+
+@pytest.mark.parametrize("backend", ["torch", "python"])
+def test_static_shapes_with_atoms_subset(make_model_file, backend):
+    model = make_model_file(elements=HCNO)
+    mol = molecule_atoms()
+    positions = np.vstack([np.full((3, 3), 30.0) + np.arange(9).reshape(3, 3), mol.positions])
+    numbers = np.concatenate([[8, 8, 8], mol.numbers])
+    ml = list(range(3, 3 + len(mol)))
+    force = MLFFForce(model, numbers, atoms=ml, backend=backend, static_shapes=True, positions=positions * 0.1)
+    e, f = energy_forces(openmm_system(mol, force, extra_particles=3), positions * 0.1, "CPU")
+    e_ref, f_ref = ase_reference(model, mol)
+    assert_close(e, f[ml], e_ref, f_ref)
+
+
+def test_pythonforce_system_survives_serialisation(make_model_file):
+    """The PythonForce callback pickles (XmlSerializer, copy.deepcopy of a System)."""
+    import copy
+
+    model = make_model_file(elements=HCNO)
+    atoms = periodic_atoms()
+    system = openmm_system(atoms, MLFFForce(model, atoms, backend="python"))
+    e, f = energy_forces(copy.deepcopy(system), atoms.positions * 0.1, "Reference")
+    e_ref, f_ref = ase_reference(model, atoms)
+    assert_close(e, f, e_ref, f_ref)

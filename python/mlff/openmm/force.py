@@ -162,19 +162,21 @@ class _PythonForceComputation:
     a System): the module travels as TorchScript bytes.
     """
 
-    def __init__(self, module: torch.jit.ScriptModule, periodic: bool):
+    def __init__(self, module: torch.jit.ScriptModule, periodic: bool, device: str = "cpu"):
         self.module = module
         self.periodic = periodic
+        self.device = device
 
     def __call__(self, state):
         from openmm import unit
 
         pos = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+        pos = pos.to(self.device)
         box = None
         if self.periodic:
             box = torch.from_numpy(
                 np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-            )
+            ).to(self.device)
         with torch.enable_grad():
             energy, forces = self.module(pos, box)
         return float(energy), forces.detach().cpu().numpy()
@@ -184,12 +186,13 @@ class _PythonForceComputation:
 
         buffer = io.BytesIO()
         torch.jit.save(self.module, buffer)
-        return {"module": buffer.getvalue(), "periodic": self.periodic}
+        return {"module": buffer.getvalue(), "periodic": self.periodic, "device": self.device}
 
     def __setstate__(self, state):
         import io
 
-        self.module = torch.jit.load(io.BytesIO(state["module"]))
+        self.device = state.get("device", "cpu")
+        self.module = torch.jit.load(io.BytesIO(state["module"]), map_location=self.device)
         self.periodic = state["periodic"]
 
 
@@ -301,6 +304,9 @@ def MLFFForce(
                 raise ValueError("static_shapes for a periodic system needs box_vectors= (nm)")
             bv = box_vectors.value_in_unit(unit.nanometer) if hasattr(box_vectors, "value_in_unit") else box_vectors
             box_nm = np.asarray([[float(x) for x in v] for v in bv])
+        if chosen == PYTHON_BACKEND and atoms is not None:
+            # PythonForce hands the module the ML particles only (setParticles)
+            pos_nm = pos_nm[np.asarray(list(atoms), dtype=np.int64)]
     module, meta = build_module(
         module_source, numbers, atoms if chosen == TORCH_BACKEND else None, periodic,
         device="cpu" if chosen == TORCH_BACKEND else (device or "cpu"),
@@ -324,7 +330,7 @@ def MLFFForce(
                 "mlff: openmm-torch is not importable (%s); using the slower openmm.PythonForce backend",
                 _torch_import_error,
             )
-        force = openmm.PythonForce(_PythonForceComputation(module, bool(periodic)))
+        force = openmm.PythonForce(_PythonForceComputation(module, bool(periodic), device or "cpu"))
         force.setUsesPeriodicBoundaryConditions(bool(periodic))
         if atoms is not None:
             force.setParticles([int(a) for a in atoms])
