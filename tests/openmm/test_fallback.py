@@ -76,3 +76,27 @@ def test_explicit_torch_backend_without_openmmtorch_fails_clearly(make_model_fil
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "refused: backend='torch' was requested but openmm-torch cannot be imported" in proc.stdout, proc.stderr
+
+
+def test_openmm_imported_before_torch(make_model_file):
+    """openmm first: openmm-torch's kernel plugin failed to load then and must be reloaded."""
+    script = textwrap.dedent(
+        f"""
+        import openmm  # before torch: libOpenMMTorchReference.so cannot find libnvrtc yet
+        import numpy as np
+        from mlff.openmm import MLFFForce
+        system = openmm.System()
+        for _ in range(3):
+            system.addParticle(1.0)
+        force = MLFFForce({str(make_model_file(elements=HCNO))!r}, [1, 8, 1], backend="torch")
+        system.addForce(force)
+        for name in ("Reference", "CPU"):
+            ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(name))
+            ctx.setPositions(np.array([[0, 0, 0], [0.1, 0, 0], [0.1, 0.1, 0]]))
+            print(name, ctx.getState(getEnergy=True).getPotentialEnergy()._value)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split() for line in proc.stdout.strip().splitlines())
+    assert float(lines["Reference"]) == float(lines["CPU"])

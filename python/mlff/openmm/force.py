@@ -51,7 +51,38 @@ def _import_openmmtorch():
         return None
     finally:
         root.removeFilter(quiet)
+    _reload_torch_plugins()
     return openmmtorch
+
+
+_reloaded_plugins: set = set()
+
+
+def _reload_torch_plugins() -> None:
+    """Load openmm-torch's kernel plugins that failed when ``openmm`` was imported before torch.
+
+    OpenMM loads its plugin directory on ``import openmm``; libOpenMMTorchReference.so
+    (and the CUDA one) then cannot find CUDA's libnvrtc, which only ``import torch``
+    makes available, and TorchForce would later fail with "does not support all
+    required kernels". Loading them again once torch is in makes the import order moot.
+    """
+    import re
+
+    import openmm
+
+    for message in openmm.Platform.getPluginLoadFailures():
+        match = re.match(r"Error loading library (.+?): ", message)
+        if match is None:
+            continue
+        path = match.group(1)
+        if "OpenMMTorch" not in os.path.basename(path) or path in _reloaded_plugins:
+            continue
+        _reloaded_plugins.add(path)
+        try:
+            openmm.Platform.loadPluginLibrary(path)
+            log.debug("mlff: loaded openmm-torch plugin %s after torch", path)
+        except Exception as exc:  # e.g. the OpenCL plugin on a machine without OpenCL
+            log.debug("mlff: openmm-torch plugin %s still does not load: %s", path, exc)
 
 
 def available_backend() -> str:
