@@ -71,3 +71,38 @@ def test_grid_follows_atom_count_not_volume():
     widths = torch.tensor([1000.0, 1000.0, 1000.0], dtype=torch.float64)
     shape = grid_shape(widths, 4.0, 10)
     assert shape[0] * shape[1] * shape[2] <= 2 * 10 + 27
+
+
+def test_memory_stays_linear_at_10k_atoms():
+    """~11k atoms: the search's extra peak memory is far below one N x N float64 matrix."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, torch
+        from ase.build import bulk
+        from mlff.neighbors import neighbor_list
+        from mlff.openmm.celllist import grid_shape, neighbor_pairs, perpendicular_widths, search_range
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(14)
+        atoms.rattle(0.05, seed=0)
+        pos, box = torch.tensor(atoms.positions), torch.tensor(np.asarray(atoms.cell))
+        w = perpendicular_widths(box)
+        shape = grid_shape(w, 5.0, len(atoms))
+        reach = search_range(w, shape, 5.0).tolist()
+        nl = torch.jit.script(neighbor_pairs)
+        nl(pos[:100], box, 5.0, shape, reach)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # a high-water mark
+        pairs = nl(pos, box, 5.0, shape, reach)[0].shape[1]
+        extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        ref = neighbor_list(atoms.positions, np.asarray(atoms.cell), True, 5.0)[0].shape[1]
+        print(len(atoms), pairs, ref, extra)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    n, pairs, ref, extra_mib = proc.stdout.split()
+    assert int(n) == 10976 and int(pairs) == int(ref)
+    n_squared_mib = int(n) ** 2 * 8 / 2**20  # 919 MiB
+    assert float(extra_mib) < 0.4 * n_squared_mib, extra_mib
