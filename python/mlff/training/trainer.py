@@ -488,6 +488,10 @@ class Trainer:
                 t_last = now
                 bar.update(1)
                 out_of_time = run.max_minutes is not None and self.elapsed >= 60 * run.max_minutes
+                if run.max_minutes is not None and world > 1:
+                    # clocks differ between ranks: all must stop at the same step or they deadlock
+                    flag = torch.tensor([1.0 if out_of_time else 0.0])
+                    out_of_time = bool(self.dist.all_reduce_(flag).item() > 0)
                 last = self.step >= run.max_steps or out_of_time
                 # the checkpoint below must already point at the next batch to take
                 epoch_end = self.batch_pos >= steps_in_epoch
