@@ -115,3 +115,39 @@ def test_missing_or_corrupt_model(tmp_path):
         MLPotential("mlff", modelPath=str(bad))
     with pytest.raises(ValueError, match="modelPath"):
         MLPotential("mlff")
+
+
+def test_interpolated_mixed_system(make_model_file, dipeptide, caplog):
+    """interpolate=True: lambda 0 is the MM System, lambda 1 the ML/MM one.
+
+    openmm-ml deep-copies the ML force there, which a TorchForce does not survive with
+    openmm 8.6.x, so mlff switches to its PythonForce backend and says so.
+    """
+    import logging
+
+    import openmm
+    import openmm.app as app
+    from openmm import unit
+    from openmmml import MLPotential
+
+    modeller, ff = dipeptide
+    topology = modeller.topology
+    mm_system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff)
+    ml_atoms = list(range(topology.getNumAtoms()))
+    potential = MLPotential("mlff", modelPath=str(make_model_file(elements=HCNO)))
+    with caplog.at_level(logging.WARNING, logger="mlff.openmm"):
+        mixed = potential.createMixedSystem(topology, mm_system, ml_atoms, interpolate=True)
+    assert "PythonForce backend" in caplog.text
+    plain = potential.createMixedSystem(topology, mm_system, ml_atoms)
+    pos = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
+    e_mm, _ = energy_forces(mm_system, pos, "CPU")
+    e_mixed, _ = energy_forces(plain, pos, "CPU")
+
+    ctx = openmm.Context(mixed, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    ctx.setPositions(pos)
+    energies = {}
+    for lam in (0.0, 1.0):
+        ctx.setParameter("lambda_interpolate", lam)
+        energies[lam] = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    assert energies[0.0] == pytest.approx(e_mm, rel=1e-6)
+    assert energies[1.0] == pytest.approx(e_mixed, rel=1e-6)

@@ -57,6 +57,33 @@ class MLFFPotentialImpl(MLPotentialImpl):
     def getMLLongRange(self) -> bool:
         return False  # message passing within the cutoff * layers range
 
+    def getSupportedEmbeddings(self) -> list:
+        # claimed only to see `interpolate` before delegating to openmm-ml's own embedding
+        return ["mechanical"]
+
+    def createMixedSystem(self, topology, system, atoms, forceGroup, interpolate, embedding, returnInfo=False, **args):
+        """openmm-ml's mechanical embedding, with one adjustment for ``interpolate=True``.
+
+        Interpolation deep-copies the ML forces into a CustomCVForce; copying a
+        TorchForce goes through XML, and reading a TorchForce back from XML segfaults
+        with openmm 8.6.x. The PythonForce backend copies safely (its callback pickles),
+        so it is used there, with a warning, unless the caller chose a backend.
+        """
+        import logging
+
+        from openmmml.mlpotential import MLPotential
+
+        if interpolate and "backend" not in args and "backend" not in self.options:
+            logging.getLogger("mlff.openmm").warning(
+                "mlff: interpolate=True copies the ML force, which crashes for TorchForce with "
+                "openmm 8.6.x; using the PythonForce backend for this System"
+            )
+            args = {**args, "backend": "python"}
+        generic = MLPotential._embeddingFactories[embedding].createEmbedding(embedding)
+        return generic.createMixedSystem(
+            self, topology, system, atoms, forceGroup, interpolate, returnInfo=returnInfo, **args
+        )
+
     def addForces(
         self,
         topology: openmm.app.Topology,
@@ -67,10 +94,8 @@ class MLFFPotentialImpl(MLPotentialImpl):
     ):
         from .force import MLFFForce
 
-        unknown = sorted(set(args) - set(self._FORCE_KEYWORDS))
-        if unknown:
-            raise ValueError(f"mlff: unknown keyword arguments {unknown}; accepted: {list(self._FORCE_KEYWORDS)}")
-        options = {**self.options, **args}
+        # createMixedSystem passes every keyword of the embedding here too: keep only ours
+        options = {**self.options, **{k: v for k, v in args.items() if k in self._FORCE_KEYWORDS}}
         atom_list = None if atoms is None else [int(a) for a in atoms]
         force = MLFFForce(
             self.modelPath,
