@@ -202,3 +202,20 @@ def test_pythonforce_system_survives_serialisation(make_model_file):
     e, f = energy_forces(copy.deepcopy(system), atoms.positions * 0.1, "Reference")
     e_ref, f_ref = ase_reference(model, atoms)
     assert_close(e, f, e_ref, f_ref)
+
+
+@pytest.mark.parametrize("backend", ["torch", "python"])
+def test_cuda_graph_mode_marks_overflow_with_nan(make_model_file, backend):
+    """With cuda_graphs=True nothing may be read back, so an overflow poisons the energy."""
+    model = make_model_file(elements=HCNO)
+    atoms = periodic_atoms()
+    kw = dict(positions=atoms.positions * 0.1, box_vectors=np.asarray(atoms.cell) * 0.1, static_capacity_factor=1.0)
+    force = MLFFForce(model, atoms, backend=backend, cuda_graphs=True, **kw)
+    if backend == "torch":
+        assert force.getProperties()["useCUDAGraphs"] == "true"
+    e, _ = energy_forces(openmm_system(atoms, force), atoms.positions * 0.1, "Reference")
+    e_ref, _ = ase_reference(model, atoms)
+    assert e == pytest.approx(e_ref, rel=1e-6)
+    force = MLFFForce(model, atoms, backend=backend, cuda_graphs=True, **kw)
+    e_bad, _ = energy_forces(openmm_system(atoms, force), 0.4 * atoms.get_positions(wrap=True) * 0.1, "Reference")
+    assert np.isnan(e_bad)
