@@ -103,6 +103,9 @@ def label(
     """
     from tqdm.auto import tqdm
 
+    from ..runtime import tune_allocator
+
+    tune_allocator()  # torch-based teachers page-fault their big tensors every call otherwise
     cfg = cfg or SamplingConfig()
     path = Path(output)
     if path.suffix != ".db":

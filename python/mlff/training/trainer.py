@@ -216,6 +216,9 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         if cfg.run.num_threads:
             torch.set_num_threads(cfg.run.num_threads)
+        from ..runtime import tune_allocator
+
+        tune_allocator()  # keeps the double-backward's large temporaries in the heap
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
