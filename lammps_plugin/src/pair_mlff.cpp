@@ -338,25 +338,32 @@ void PairMLFF::build_graph()
     graph_.edge_vectors.push_back(x[j][2] - x[i][2]);
   };
 
-  if (!ghost_mode_) {
-    // one rank: every ghost is an image of an owned atom; the edge keeps the image's
-    // coordinates, the node is the owner's (the periodic graph ASE builds)
-    std::unordered_map<tagint, int> owner;
+  // a ghost that is a periodic image of an atom owned here is that atom's node: with
+  // one rank that is every ghost (the periodic graph ASE builds); with several it
+  // spares the images across periodic directions the rank spans by itself
+  std::unordered_map<tagint, int> owner;
+  if (atom->tag_enable) {
     owner.reserve(2 * n_local + 1);
     for (int k = 0; k < n_local; k++) owner[atom->tag[node_atom_[k]]] = k;
+  }
+  auto own_image = [&](int j) {
+    if (j < nlocal || !atom->tag_enable) return false;
+    auto it = owner.find(atom->tag[j]);
+    if (it == owner.end()) return false;
+    atom_node_[j] = it->second;
+    return true;
+  };
+
+  if (!ghost_mode_) {
     for (int k = 0; k < n_local; k++) {
       int i = node_atom_[k];
       const int *jlist = firstneigh[i];
       for (int jj = 0; jj < numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
         if (type_z_[type[j]] <= 0 || !within(i, j)) continue;
-        if (atom_node_[j] < 0) {
-          auto it = owner.find(atom->tag[j]);
-          if (it == owner.end())
-            throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
-                                     " has no owned image on this rank");
-          atom_node_[j] = it->second;
-        }
+        if (atom_node_[j] < 0 && !own_image(j))
+          throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
+                                   " has no owned image on this rank");
         add_edge(i, j);
       }
     }
@@ -375,13 +382,15 @@ void PairMLFF::build_graph()
         for (int jj = 0; jj < numneigh[i]; jj++) {
           int j = jlist[jj] & NEIGHMASK;
           if (hop_[j] >= 0 || type_z_[type[j]] <= 0 || !within(i, j)) continue;
+          if (own_image(j)) {
+            hop_[j] = 0;    // its neighbourhood is expanded through the owned original
+            continue;
+          }
           hop_[j] = layer + 1;
+          atom_node_[j] = static_cast<int>(node_atom_.size());
+          node_atom_.push_back(j);
           next.push_back(j);
         }
-      }
-      for (int j : next) {
-        atom_node_[j] = static_cast<int>(node_atom_.size());
-        node_atom_.push_back(j);
       }
       frontier.swap(next);
     }
@@ -392,6 +401,8 @@ void PairMLFF::build_graph()
       for (int jj = 0; jj < numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
         if (type_z_[type[j]] <= 0 || !within(i, j)) continue;
+        if (atom_node_[j] < 0 && !own_image(j))
+          throw std::runtime_error("internal error: neighbour outside the message-passing shell");
         add_edge(i, j);
       }
     }
