@@ -141,8 +141,9 @@ def step_train(cfg: Dict[str, Any], out: Path, train_db: Path) -> Dict[str, Any]
 
     banner("3. training the student (PaiNN) and exporting model.pt")
     t = copy.deepcopy(cfg["train"])
-    t["data"]["train"] = str(train_db)
-    t["run"]["output_dir"] = str(out / "train")
+    # absolute: the config file written below must mean the same from anywhere
+    t["data"]["train"] = str(train_db.resolve())
+    t["run"]["output_dir"] = str((out / "train").resolve())
     import shutil
 
     shutil.rmtree(out / "train", ignore_errors=True)  # each demo run trains afresh
