@@ -273,6 +273,7 @@ def MLFFForce(
         ``box_vectors`` (nm) with ``static_capacity_factor`` headroom; needed for CUDA
         graphs, optional otherwise.
     """
+    atoms = None if atoms is None else [int(a) for a in atoms]
     numbers_all = atomic_numbers_of(topology)
     if periodic is None:
         periodic = False
@@ -287,7 +288,7 @@ def MLFFForce(
         numbers = np.asarray(list(atomic_numbers), dtype=np.int64)
     elif numbers_all is not None:
         if atoms is not None:
-            idx = np.asarray(list(atoms), dtype=np.int64)
+            idx = np.asarray(atoms, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= len(numbers_all)):
                 raise ValueError(f"atoms= holds indices outside 0..{len(numbers_all) - 1}")
             numbers = numbers_all[idx]
@@ -296,19 +297,18 @@ def MLFFForce(
     else:
         numbers = None
 
-    module_source = model
-    _, meta = _load(model) if numbers is None else (None, None)
     if numbers is None:
+        _, meta = _load(model)
         if len(meta.elements) != 1 or atoms is None:
             raise ValueError(
                 "MLFFForce needs the elements of the ML atoms: pass topology= (an OpenMM Topology, "
                 "an ase.Atoms or the atomic numbers of every particle) or atomic_numbers= (of the "
                 "ML atoms); a single-element model also accepts atoms= alone"
             )
-        numbers = np.full(len(list(atoms)), meta.elements[0], dtype=np.int64)
-    if atoms is not None and len(list(atoms)) != len(numbers):
-        raise ValueError(f"atoms= has {len(list(atoms))} entries but {len(numbers)} atomic numbers were given")
-    if atoms is not None and len(set(int(a) for a in atoms)) != len(list(atoms)):
+        numbers = np.full(len(atoms), meta.elements[0], dtype=np.int64)
+    if atoms is not None and len(atoms) != len(numbers):
+        raise ValueError(f"atoms= has {len(atoms)} entries but {len(numbers)} atomic numbers were given")
+    if atoms is not None and len(set(atoms)) != len(atoms):
         raise ValueError("atoms= contains duplicate indices")
 
     if backend not in ("auto", "torch", "python", TORCH_BACKEND, PYTHON_BACKEND):
@@ -337,9 +337,9 @@ def MLFFForce(
             box_nm = np.asarray([[float(x) for x in v] for v in bv])
         if chosen == PYTHON_BACKEND and atoms is not None:
             # PythonForce hands the module the ML particles only (setParticles)
-            pos_nm = pos_nm[np.asarray(list(atoms), dtype=np.int64)]
+            pos_nm = pos_nm[np.asarray(atoms, dtype=np.int64)]
     module, meta = build_module(
-        module_source, numbers, atoms if chosen == TORCH_BACKEND else None, periodic,
+        model, numbers, atoms if chosen == TORCH_BACKEND else None, periodic,
         device="cpu" if chosen == TORCH_BACKEND else (device or "cpu"),
         static_shapes=static, positions=pos_nm, box=box_nm,
         static_capacity_factor=static_capacity_factor,
@@ -364,7 +364,7 @@ def MLFFForce(
         force = openmm.PythonForce(_PythonForceComputation(module, bool(periodic), device or "cpu"))
         force.setUsesPeriodicBoundaryConditions(bool(periodic))
         if atoms is not None:
-            force.setParticles([int(a) for a in atoms])
+            force.setParticles(atoms)
     force.setName(f"MLFFForce[{chosen}]")
     if force_group is not None:
         force.setForceGroup(int(force_group))
@@ -405,7 +405,8 @@ def save_torchforce_module(
     """
     numbers = atomic_numbers_of(topology)
     if atoms is not None:
-        numbers = numbers[np.asarray(list(atoms), dtype=np.int64)]
+        atoms = [int(a) for a in atoms]
+        numbers = numbers[np.asarray(atoms, dtype=np.int64)]
     if periodic is None:
         periodic = bool(
             (hasattr(topology, "getPeriodicBoxVectors") and topology.getPeriodicBoxVectors() is not None)
