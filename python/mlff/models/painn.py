@@ -132,7 +132,9 @@ class PaiNN(nn.Module):
         n_local: int,
     ) -> Dict[str, torch.Tensor]:
         idx = self.z_to_index[atomic_numbers]
-        if bool((idx < 0).any()):
+        # the check reads back from the device; on CUDA the engines have already
+        # validated elements at set-up, and a read-back would forbid CUDA graphs
+        if not atomic_numbers.is_cuda and bool((idx < 0).any()):
             bad: List[int] = torch.unique(atomic_numbers[idx < 0]).tolist()
             raise RuntimeError(
                 "mlff: atomic numbers " + str(bad) + " are not among the model's elements"
