@@ -52,3 +52,26 @@ def test_npt_is_stable(fitted_cu_model):
     assert 150.0 < np.mean(res.temperature[second]) < 450.0
     # the final structure is a valid cell of the same atoms
     assert res.atoms.get_volume() == pytest.approx(res.volume[-1], rel=1e-6)
+
+
+def test_thermo_pressure_matches_ase(cuo_model):
+    """LAMMPS's printed pressure (kinetic + virial) equals the one from ASE's stress."""
+    from ase import units
+    from lmp_helpers import triclinic_cuo
+
+    from mlff import MLFFCalculator
+
+    atoms = triclinic_cuo()
+    sigma = np.sqrt(400 * units.kB / atoms.get_masses())[:, None]
+    atoms.set_velocities(np.random.default_rng(3).normal(size=(len(atoms), 3)) * sigma)
+    res = run_md(cuo_model, atoms, 0, report_interval=1, thermo_format="%.14g")
+    ref = atoms.copy()
+    ref.calc = MLFFCalculator(cuo_model)
+    virial_trace = -ref.get_stress(voigt=False).trace() * ref.get_volume()
+    # LAMMPS's mass-velocity constants differ from ASE's in the 8th digit: take its KE
+    ke = res.kinetic_energy[0]
+    assert ke == pytest.approx(atoms.get_kinetic_energy(), rel=1e-6)  # velocities arrived intact
+    nktv2p = 1.6021765e6  # LAMMPS metal units: eV/Å^3 -> bar
+    expected = (2.0 * ke + virial_trace) / (3.0 * ref.get_volume()) * nktv2p
+    assert res.pressure[0] == pytest.approx(expected, rel=1e-9)
+    assert res.potential_energy[0] == pytest.approx(ref.get_potential_energy(), abs=1e-9)
