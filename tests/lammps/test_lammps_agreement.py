@@ -75,3 +75,15 @@ def test_matches_ase(name, structures, reference, lammps_results):
         vol = atoms.get_volume()
         per_atom = np.array([full_3x3_to_voigt_6_stress(-w / vol) for w in full])
         np.testing.assert_allclose(per_atom, ref["stresses"], atol=TOL, rtol=0)
+
+
+def test_float32_model(make_model_file):
+    """A float32 model: same numbers as ASE to float32 precision (forces summed in double)."""
+    model = make_model_file(elements=(8, 29), dtype="float32")
+    atoms = triclinic_cuo()
+    got = evaluate(model, [atoms], nprocs=1)[0]
+    a = atoms.copy()
+    a.calc = MLFFCalculator(model)
+    assert got["energy"] == pytest.approx(a.get_potential_energy(), rel=1e-6)
+    np.testing.assert_allclose(got["forces"], a.get_forces(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got["stress"], a.get_stress(), atol=1e-6, rtol=0)
