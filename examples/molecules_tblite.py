@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo  # noqa: E402
