@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_config
+from training_helpers import write_config
 from mlff import MLFFCalculator
 from mlff.data import DatasetError, read_records, write_records
 from mlff.training import load_config, train

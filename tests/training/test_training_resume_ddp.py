@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from training_helpers import write_config
 
 MLFF = [sys.executable, "-m", "mlff.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_config
+from training_helpers import write_config
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tblite") is None,
