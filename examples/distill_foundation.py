@@ -29,7 +29,6 @@ from typing import Any, Dict, List, Optional
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 
 # the demo's step functions (labelling, accuracy, timing) are reused as they are
 sys.path.insert(0, str(Path(__file__).resolve().parent))

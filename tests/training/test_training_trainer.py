@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from training_helpers import write_config
 from mlff import MLFFCalculator
