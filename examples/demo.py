@@ -9,7 +9,7 @@
 4. label held-out teacher-MD frames at 300, 600 and 900 K and measure the student's
    errors on them;
 5. run MD with the student in ASE and time it against the teacher;
-6. run the student in the other engines and compare with ASE (plug-in point below);
+6. run the student in LAMMPS (1 and 2 MPI ranks) and OpenMM, compare with ASE and time NVE;
 7. print one table.
 
 Everything is written to ``demo_output/`` (gitignored). The configuration is the
@@ -231,7 +231,7 @@ def step_ase_md(cfg: Dict[str, Any], model_path: Path) -> Dict[str, Any]:
     }
 
 
-def step_engines(cfg: Dict[str, Any], model_path: Path, out: Path) -> List[Dict[str, Any]]:
+def step_engines(cfg: Dict[str, Any], model_path: Path, out: Path, ase_md: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Cross-engine agreement: every engine's energy and forces against ASE on one structure.
 
     Each row: engine, max |dF| (eV/Å) and |dE| (eV) against the ASE calculator, and the
@@ -250,26 +250,86 @@ def step_engines(cfg: Dict[str, Any], model_path: Path, out: Path) -> List[Dict[
     ckpt = Path(json.loads((out / "train" / "summary.json").read_text())["best_checkpoint"])
     eager = MLFFCalculator(str(ckpt)).evaluate_batch([atoms])[0]
     rows.append(_agreement("ASE (checkpoint vs model.pt)", eager, ref))
+    if ase_md is not None:  # the reference itself: its speed and drift from step 5
+        rows.append({"engine": "ASE MLFFCalculator (reference)", "max_abs_dF": 0.0, "abs_dE": 0.0,
+                     "ms_per_step": ase_md["student_ms_per_step"],
+                     "nve_drift_mev_per_atom": ase_md["student_drift_mev_per_atom"]})
 
-    # ----------------------------------------------------------------------------------
-    # PLUG-IN POINT: LAMMPS and OpenMM.
-    # Add one row per engine here, in the same form:
-    #     res = {"energy": float, "forces": np.ndarray [N, 3]}   # that engine on `atoms`
-    #     rows.append(_agreement("LAMMPS pair_style mlff", res, ref, ms_per_step=...))
-    #     rows.append(_agreement("OpenMM TorchForce", res, ref, ms_per_step=...))
-    # using mlff.lammps / mlff.openmm to evaluate `model_path` on `atoms` (and, for the
-    # speed column, to run cfg["md"]["steps"] MD steps of it). Engines that are not
-    # installed should append a row with "skipped": "<reason>" instead of failing.
-    # ----------------------------------------------------------------------------------
+    md = cfg["md"]
+    md_atoms = atoms.copy()
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    thermalize_momenta(md_atoms, temperature_K=md["temperature"], rng=np.random.default_rng(0))
+    Stationary(md_atoms)
+    rows.extend(_lammps_rows(model_path, atoms, md_atoms, ref, md))
+    rows.extend(_openmm_rows(model_path, atoms, md_atoms, ref, md))
     return rows
 
 
-def _agreement(engine: str, res: Dict[str, Any], ref: Dict[str, Any], ms_per_step: Optional[float] = None) -> Dict[str, Any]:
+def _lammps_rows(model_path: Path, atoms, md_atoms, ref: Dict[str, Any], md: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """LAMMPS pair_style mlff through the real lmp (1 rank and mpirun -np 2)."""
+    from mlff import lammps as mlammps
+
+    problems = mlammps.check_plugin()
+    if problems:
+        return [{"engine": "LAMMPS pair_style mlff", "skipped": "; ".join(problems)}]
+    rows = []
+    with _spinner("LAMMPS: evaluate and NVE"):
+        res = mlammps.evaluate_atoms(str(model_path), atoms)
+        run = mlammps.run_md(str(model_path), md_atoms, md["steps"], timestep_fs=md["timestep_fs"], ensemble="nve")
+    rows.append(_agreement("LAMMPS pair_style mlff, 1 rank", res, ref, 1000 * run.seconds_per_step,
+                           _drift(run.total_energy, len(atoms))))
+    with _spinner("LAMMPS: mpirun -np 2"):
+        res2 = mlammps.evaluate(str(model_path), [atoms], nprocs=2)[0]
+    rows.append(_agreement("LAMMPS pair_style mlff, 2 ranks", res2, ref))
+    return rows
+
+
+def _openmm_rows(model_path: Path, atoms, md_atoms, ref: Dict[str, Any], md: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """OpenMM with MLFFForce: TorchForce (openmm-torch) on the CPU platform."""
+    from mlff import openmm as mopenmm
+
+    backend = mopenmm.available_backend()
+    name = f"OpenMM MLFFForce ({backend}, CPU)"
+    with _spinner("OpenMM: evaluate and NVE"):
+        res = mopenmm.evaluate_atoms(str(model_path), atoms, platform="CPU")
+        run = mopenmm.run_md(str(model_path), md_atoms, md["steps"], timestep_fs=md["timestep_fs"],
+                             report_interval=max(1, md["steps"] // 10), platform="CPU", threads=1)
+    return [_agreement(name, res, ref, 1000 * run.seconds_per_step, _drift(run.total_energy, len(atoms)))]
+
+
+def _drift(total_energy, n_atoms: int) -> float:
+    """Total-energy change over the NVE run, meV/atom."""
+    e = np.asarray(total_energy)
+    return 1000.0 * float(e[-1] - e[0]) / n_atoms
+
+
+class _spinner:
+    """A progress line for steps that run in another process (no per-step callback)."""
+
+    def __init__(self, desc: str):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=1, desc=desc, unit="task")
+
+    def __enter__(self):
+        return self.bar
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.bar.update(1)
+        self.bar.close()
+        return False
+
+
+def _agreement(engine: str, res: Dict[str, Any], ref: Dict[str, Any], ms_per_step: Optional[float] = None,
+               drift_mev_per_atom: Optional[float] = None) -> Dict[str, Any]:
     return {
         "engine": engine,
         "max_abs_dF": float(np.max(np.abs(np.asarray(res["forces"]) - ref["forces"]))),
         "abs_dE": float(abs(res["energy"] - ref["energy"])),
         "ms_per_step": ms_per_step,
+        "nve_drift_mev_per_atom": drift_mev_per_atom,
     }
 
 
@@ -295,14 +355,17 @@ def print_table(cfg: Dict[str, Any], summary: Dict[str, Any], acc: List[Dict[str
     add(f"  student/teacher speed: {md['teacher_ms_per_step'] / md['student_ms_per_step']:.2f}x "
         "(an analytic teacher such as EMT is already fast; see examples/distill_foundation.py)")
     add("")
-    add("cross-engine agreement (against the ASE calculator on model.pt)")
-    add(f"  {'engine':<32} {'max|dF| (eV/Å)':>15} {'|dE| (eV)':>11} {'ms/step':>9}")
+    dtype = cfg["train"]["run"]["dtype"]
+    add(f"cross-engine agreement (against the ASE calculator on model.pt; {dtype} model"
+        + (", so ~1e-6 is round-off)" if dtype == "float32" else ")"))
+    add(f"  {'engine':<34} {'max|dF| (eV/Å)':>15} {'|dE| (eV)':>11} {'ms/step':>9} {'NVE drift (meV/atom)':>21}")
     for r in engines:
         if "skipped" in r:
-            add(f"  {r['engine']:<32} skipped: {r['skipped']}")
+            add(f"  {r['engine']:<34} skipped: {r['skipped']}")
             continue
         ms = "" if r.get("ms_per_step") is None else f"{r['ms_per_step']:.1f}"
-        add(f"  {r['engine']:<32} {r['max_abs_dF']:>15.2e} {r['abs_dE']:>11.2e} {ms:>9}")
+        drift = "" if r.get("nve_drift_mev_per_atom") is None else f"{r['nve_drift_mev_per_atom']:+.3f}"
+        add(f"  {r['engine']:<34} {r['max_abs_dF']:>15.2e} {r['abs_dE']:>11.2e} {ms:>9} {drift:>21}")
     add("")
     add(f"total wall time {wall / 60:.1f} min; outputs in {cfg.get('_out', 'demo_output')}/")
     text = "\n".join(lines)
@@ -337,7 +400,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     model_path = Path(summary["model"])
     acc = step_accuracy(model_path, test_db)
     md = step_ase_md(cfg, model_path)
-    engines = step_engines(cfg, model_path, out)
+    engines = step_engines(cfg, model_path, out, md)
     text = print_table(cfg, summary, acc, md, engines, time.perf_counter() - t0)
     (out / "report.txt").write_text(text + "\n")
     (out / "report.json").write_text(json.dumps(
