@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from scipy.spatial.transform import Rotation
 
@@ -131,7 +131,7 @@ def test_nve_energy_conservation(fitted_cu_model):
     """VelocityVerlet, 1 fs, 1000 steps, float64: drift of the total energy < 1e-4 eV/atom."""
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
     atoms.calc = MLFFCalculator(fitted_cu_model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))  # noqa
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     Stationary(atoms)
     dyn = VelocityVerlet(atoms, 1.0 * units.fs)
     etot = []
