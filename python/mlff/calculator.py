@@ -60,23 +60,12 @@ class MLFFCalculator(Calculator):
         self.module = module
         self.jit_optimize = jit_optimize
         self.cutoff = meta.cutoff
-        self._known = set(meta.elements)
         self.n_calls = 0
 
     # ------------------------------------------------------------------ helpers
-    def _check_elements(self, atoms: Atoms) -> None:
-        unknown = sorted(set(atoms.get_atomic_numbers().tolist()) - self._known)
-        if unknown:
-            from ase.data import chemical_symbols
-
-            raise MLFFModelError(
-                f"the structure contains {[chemical_symbols[z] for z in unknown]}, which the model "
-                f"does not know (it was trained on {self.metadata.symbols})"
-            )
-
     def _run(self, atoms_list: Sequence[Atoms]) -> List[Dict[str, np.ndarray]]:
         for a in atoms_list:
-            self._check_elements(a)
+            self.metadata.check_elements(a.get_atomic_numbers())
         graphs = [graph_from_atoms(a, self.cutoff, self.dtype, self.device) for a in atoms_list]
         graph, batch = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
         edge_vectors = graph.edge_vectors().detach().requires_grad_(True)

@@ -24,7 +24,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -98,6 +98,21 @@ class ModelMetadata(BaseModel):
         from ase.data import chemical_symbols
 
         return [chemical_symbols[z] for z in self.elements]
+
+    def check_elements(self, numbers: Iterable[int], where: str = "the structure") -> None:
+        """Refuse elements the model was not trained on, naming them and the model's own.
+
+        Every engine calls this at set-up, so the model's own (device-side) check is only
+        a last line of defence.
+        """
+        unknown = sorted(set(int(z) for z in numbers) - set(self.elements))
+        if unknown:
+            from ase.data import chemical_symbols
+
+            raise MLFFModelError(
+                f"{where}: elements {[chemical_symbols[z] for z in unknown]} (Z = {unknown}) are "
+                f"not known to the model; it was trained on {self.symbols} (Z = {self.elements})"
+            )
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=1, sort_keys=True)

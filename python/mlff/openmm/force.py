@@ -119,13 +119,8 @@ def atomic_numbers_of(source: Any, n_hint: Optional[int] = None) -> Optional[np.
 
 
 def check_elements(numbers: np.ndarray, meta: ModelMetadata, where: str = "the ML atoms") -> None:
-    """Refuse elements the model was not trained on, naming them and the model's own."""
-    unknown = sorted(set(int(z) for z in numbers) - set(meta.elements))
-    if unknown:
-        raise MLFFModelError(
-            f"{where} contain {_symbols(unknown)} (Z = {unknown}), which the model does not know; "
-            f"it was trained on {meta.symbols} (Z = {meta.elements})"
-        )
+    """Refuse elements the model was not trained on (the contract's check, OpenMM wording)."""
+    meta.check_elements(numbers, where)
 
 
 def _load(model: ModelSpec) -> Tuple[torch.nn.Module, ModelMetadata]:
