@@ -177,3 +177,17 @@ def test_plugin_refuses_a_different_torch(tmp_path, cu_model):
     env = {"LD_LIBRARY_PATH": str(fake_torch / "lib")}
     expect_error(tmp_path, script(cu_model), f"built against torch {build['torch_version']}",
                  "2.0.0+fake", "reinstall mlff", env=env)
+
+
+def test_python_helpers_raise_one_lammps_error(cu_model):
+    """evaluate() and run_md() surface LAMMPS's message as the same exception type."""
+    from ase.build import molecule
+
+    from mlff.lammps import LammpsError, evaluate, run_md
+
+    water = molecule("H2O")
+    water.center(vacuum=5.0)
+    with pytest.raises(LammpsError, match=r"element (H|O) \(type [12]\) is not in model .*which knows Cu"):
+        evaluate(cu_model, [water])
+    with pytest.raises(LammpsError, match=r"element (H|O) \(type [12]\) is not in model .*which knows Cu"):
+        run_md(cu_model, water, 2)

@@ -21,6 +21,7 @@ from .._lazy import lazy_getattr
 _EXPORTS = {
     "plugin_dir": "plugin",
     "plugin_info": "plugin",
+    "LammpsError": "plugin",
     "check_plugin": "plugin",
     "lmp_command": "plugin",
     "mpirun_command": "plugin",

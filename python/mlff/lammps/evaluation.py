@@ -19,15 +19,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .data import energy_unit_per_ev, lammps_frame, type_symbols, write_data
-from .plugin import mpirun_command, subprocess_env
+from .plugin import LammpsError, mpirun_command, subprocess_env
 
 # stress/atom column order (LAMMPS): xx yy zz xy xz yz; centroid adds yx zx zy
 _SYM = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
 _FULL = _SYM + [(1, 0), (2, 0), (2, 1)]
-
-
-class LammpsError(RuntimeError):
-    """LAMMPS stopped with an error (the message is LAMMPS's)."""
 
 
 def _to_matrix(rows: np.ndarray, order) -> np.ndarray:

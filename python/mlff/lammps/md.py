@@ -13,13 +13,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .data import energy_unit_per_ev, type_symbols, write_data
-from .plugin import lmp_command, mpirun_command, subprocess_env
+from .plugin import LammpsError, lmp_command, mpirun_command, subprocess_env
 
 THERMO_COLUMNS = ["Step", "Time", "Temp", "PotEng", "KinEng", "TotEng", "Press", "Volume"]
-
-
-class LammpsError(RuntimeError):
-    """LAMMPS stopped with an error (the message is LAMMPS's)."""
 
 
 @dataclass

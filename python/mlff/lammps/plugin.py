@@ -15,6 +15,10 @@ BACKEND_FILE = "libmlff_lammps_torch.so"
 BUILD_INFO_FILE = "mlff_lammps_build.json"
 
 
+class LammpsError(RuntimeError):
+    """LAMMPS stopped with an error (the message is LAMMPS's)."""
+
+
 def plugin_dir() -> Path:
     """The folder the ``lammps.plugins`` entry point hands to LAMMPS."""
     return Path(__file__).resolve().parent.parent / "_lib" / "lammps"
