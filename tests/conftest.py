@@ -60,37 +60,39 @@ def make_model(make_model_file):
 
 
 def quick_fit_to_emt(n_structures: int = 24, steps: int = 150, seed: int = 0):
-    """A float64 Cu PaiNN fitted for a few seconds to EMT forces on rattled/strained cells."""
+    """A float64 Cu PaiNN fitted for a few seconds to EMT forces on rattled/strained cells.
+
+    Uses the trainer's own pieces (samples, prediction through the contract, loss), just
+    without the data store and checkpointing around them.
+    """
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from mlff.contract import evaluate
+    from mlff.data.records import Record
     from mlff.models import PaiNN
     from mlff.models.shifts import fit_atomic_energies
-    from mlff.neighbors import graph_from_atoms
+    from mlff.training.batching import build_samples, collate
+    from mlff.training.metrics import loss_terms, predict
 
     rng = np.random.default_rng(seed)
-    frames = []
+    records = []
     for k in range(n_structures):
         a = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.03, 0.03)), cubic=True).repeat(2)
         a.rattle(0.03 + 0.1 * rng.random(), seed=int(rng.integers(1 << 30)))
         a.calc = EMT()
-        frames.append((a, a.get_potential_energy(), a.get_forces()))
+        a.get_forces()
+        records.append(Record.from_atoms(a, id=str(k)))
     torch.manual_seed(seed)
     model = PaiNN([29], cutoff=4.0, n_features=16, num_interactions=2).double()
-    shifts = fit_atomic_energies([29], [a.numbers for a, _, _ in frames], [e for _, e, _ in frames])
+    shifts = fit_atomic_energies([29], [r.numbers for r in records], [r.energy for r in records])
     with torch.no_grad():
         model.atomic_energies.copy_(torch.as_tensor(shifts))
-    graphs = [graph_from_atoms(a, 4.0) for a, _, _ in frames]
+    batches = [collate([s], torch.device("cpu")) for s in build_samples(records, 4.0, torch.float64)]
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(steps):
-        k = step % len(frames)
-        g = graphs[k]
-        ev = g.edge_vectors().detach().requires_grad_(True)
-        out = evaluate(model, g.atomic_numbers, g.edge_index, ev, g.n_atoms, compute_virial=False, create_graph=True)
-        f_ref = torch.as_tensor(frames[k][2])
-        e_ref = frames[k][1]
-        loss = ((out["forces"] - f_ref) ** 2).mean() + ((out["energy"] - e_ref) / g.n_atoms) ** 2
+        b = batches[step % len(batches)]
+        terms = loss_terms(predict(model, b, need_stress=False, create_graph=True), b)
+        loss = terms["forces"] + terms["energy"]
         opt.zero_grad()
         loss.backward()
         opt.step()
