@@ -9,6 +9,7 @@ from ase.build import bulk, molecule
 
 from mlff import MLFFCalculator, MLFFModelError
 from mlff.checkpoint import load_checkpoint, save_checkpoint
+from mlff.contract import make_system
 
 
 def _cu(n=2, seed=0):
@@ -91,7 +92,7 @@ def test_model_itself_refuses_unknown_atomic_numbers(make_model):
     ei = torch.tensor([[0, 1], [1, 0]])
     ev = torch.tensor([[2.0, 0, 0], [-2.0, 0, 0]], dtype=torch.float64)
     with pytest.raises(RuntimeError, match=r"atomic numbers \[8\] are not among"):
-        model(z, ei, ev, 2)
+        model(z, [ei], [ev], 2, make_system())
 
 
 def test_not_a_model_file(tmp_path):

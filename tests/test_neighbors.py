@@ -51,8 +51,8 @@ def test_small_cell_has_several_images_of_one_atom():
     atoms = bulk("Cu", "fcc", a=3.6)  # one atom
     g = graph_from_atoms(atoms, 5.0)
     assert g.n_atoms == 1
-    assert g.edge_index.shape[1] == 42  # fcc shells at 2.55, 3.6, 4.41 Å: 12 + 6 + 24
-    d = g.edge_vectors().norm(dim=1)
+    assert g.edge_indices[0].shape[1] == 42  # fcc shells at 2.55, 3.6, 4.41 Å: 12 + 6 + 24
+    d = g.edge_vectors()[0].norm(dim=1)
     assert float(d.max()) < 5.0 and float(d.min()) > 2.5
 
 

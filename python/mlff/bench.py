@@ -71,14 +71,16 @@ def default_bench_model(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     return PaiNN([29], cutoff=5.0, n_features=64, num_interactions=3).to(dtype)
 
 
-def time_raw(model: torch.nn.Module, atoms: Atoms, cutoff: float, dtype, device, steps: int, warmup: int = 2) -> float:
-    """Seconds per step for the raw model (forward + backward), neighbour list excluded."""
-    g = graph_from_atoms(atoms, cutoff, dtype, device)
-    ev0 = g.edge_vectors().detach()
+def time_raw(
+    model: torch.nn.Module, atoms: Atoms, cutoffs: float | Sequence[float], dtype, device, steps: int, warmup: int = 2
+) -> float:
+    """Seconds per step for the raw model (forward + backward), neighbour lists excluded."""
+    g = graph_from_atoms(atoms, cutoffs, dtype, device)
+    ev0 = [ev.detach() for ev in g.edge_vectors()]
 
     def step():
-        ev = ev0.clone().requires_grad_(True)
-        out = evaluate(model, g.atomic_numbers, g.edge_index, ev, g.n_atoms)
+        ev = [e.clone().requires_grad_(True) for e in ev0]
+        out = evaluate(model, g.atomic_numbers, g.edge_indices, ev, g.n_atoms)
         out["forces"].sum().item()  # forces a device sync
 
     for _ in range(warmup):
@@ -115,7 +117,7 @@ def run_bench(
     for n in sizes:
         atoms = cu_supercell(n)
         with torch.jit.optimized_execution(False):
-            t = time_raw(module, atoms, meta.cutoff, tdtype, device, steps)
+            t = time_raw(module, atoms, meta.list_cutoffs, tdtype, device, steps)
         row = {"atoms": len(atoms), "raw_ms_per_step": t * 1e3, "raw_us_per_atom_step": t / len(atoms) * 1e6}
         for name in engines:
             if not isinstance(model, str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -10,24 +10,46 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .contract import MLFFModelError, evaluate, stress_from_virial
+from .contract import SUPPORTED_DTYPES, evaluate
 from .loading import ModelSpec, resolve_model
 from .neighbors import batch_graphs, graph_from_atoms
 from .runtime import tune_allocator
+from .units import stress_from_virial
+
+_BASE_PROPERTIES = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+
+
+def _engine_dtype(dtype: Union[torch.dtype, str, None]) -> Optional[torch.dtype]:
+    """float32 or float64 (what the contract supports), refusing everything else up front."""
+    if dtype is None:
+        return None
+    name = dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+    if name not in SUPPORTED_DTYPES:
+        raise ValueError(
+            f"dtype {dtype!r} is not supported: mlff models run in {' or '.join(SUPPORTED_DTYPES)} "
+            "(half precision gives NaN or meV-sized errors in forces and stress)"
+        )
+    return getattr(torch, name)
 
 
 class MLFFCalculator(Calculator):
-    """Energy, forces, stress and per-atom energies from an mlff model.
+    """Energy, forces, stress, per-atom energies and the model's named outputs.
 
-    ``model`` is an exported ``.pt`` file, a training checkpoint or an ``nn.Module``.
-    ``dtype`` defaults to the model's own; ``compile=True`` wraps an eager module in
-    ``torch.compile`` (TorchScript modules are already compiled). ``jit_optimize``
-    turns on TorchScript's graph-executor optimisations; they are off by default
-    because its symbolic autodiff changes forces in the last bit, and off the results
-    are bit-identical to the in-memory model.
+    ``model`` is an exported ``.pt`` file, a training checkpoint or an ``nn.Module``
+    (an in-memory module is copied, never changed). ``dtype`` defaults to the model's
+    own (float32 or float64). ``charge`` is the total charge (default: the structure's
+    ``atoms.info["charge"]``, else 0) and ``fidelity`` the level of theory (a name or
+    an index; default the first) for models that have them. Named per-atom outputs
+    (e.g. ``charges``) appear in ``calc.results`` under their names; ``charges`` also
+    through ``atoms.get_charges()``.
+
+    ``compile=True`` wraps an eager module in ``torch.compile`` (TorchScript modules are
+    already compiled). ``jit_optimize`` turns on TorchScript's graph-executor
+    optimisations; they are off by default because its symbolic autodiff changes forces
+    in the last bit, and off the results are bit-identical to the in-memory model.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+    implemented_properties = list(_BASE_PROPERTIES)
 
     def __init__(
         self,
@@ -36,18 +58,19 @@ class MLFFCalculator(Calculator):
         dtype: Optional[torch.dtype | str] = None,
         compile: bool = False,
         jit_optimize: bool = False,
-        **kwargs,
+        charge: Optional[float] = None,
+        fidelity: Union[int, str, None] = None,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         tune_allocator()
+        requested = _engine_dtype(dtype)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
         module, meta = resolve_model(model, self.device)
         self.metadata = meta
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        self.dtype = dtype or meta.torch_dtype
+        self.dtype = requested or meta.torch_dtype
         if self.dtype != meta.torch_dtype:
             module = module.to(self.dtype)
         module.eval()
@@ -59,20 +82,37 @@ class MLFFCalculator(Calculator):
             module = torch.compile(module, dynamic=True)
         self.module = module
         self.jit_optimize = jit_optimize
+        self.cutoffs = meta.list_cutoffs
         self.cutoff = meta.cutoff
+        self.charge = None if charge is None else meta.check_charge(charge)
+        self.fidelity = meta.fidelity_index(fidelity)
+        self.extra_outputs = [o for o in meta.outputs if o.name != "energies"]
+        self.implemented_properties = _BASE_PROPERTIES + [o.name for o in self.extra_outputs]
         self.n_calls = 0
 
     # ------------------------------------------------------------------ helpers
-    def _run(self, atoms_list: Sequence[Atoms]) -> List[Dict[str, np.ndarray]]:
+    def _charge_of(self, atoms: Atoms) -> float:
+        if self.charge is not None:
+            return self.charge
+        return self.metadata.check_charge(atoms.info.get("charge", 0.0), "atoms.info['charge']: ")
+
+    def _run(self, atoms_list: Sequence[Atoms]) -> List[Dict[str, Any]]:
         for a in atoms_list:
             self.metadata.check_elements(a.get_atomic_numbers())
-        graphs = [graph_from_atoms(a, self.cutoff, self.dtype, self.device) for a in atoms_list]
-        graph, batch = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
-        edge_vectors = graph.edge_vectors().detach().requires_grad_(True)
+            if not np.isfinite(a.positions).all() or not np.isfinite(np.asarray(a.cell)).all():
+                raise ValueError("the structure has non-finite positions or cell vectors")
+        charges = {self._charge_of(a) for a in atoms_list}
+        if len(charges) > 1:
+            # one forward pass takes one set of system inputs
+            raise ValueError("evaluate_batch needs structures with the same total charge")
+        system = self.metadata.system_inputs(charges.pop(), self.fidelity, self.device)
+        graphs = [graph_from_atoms(a, self.cutoffs, self.dtype, self.device) for a in atoms_list]
+        graph, _ = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
+        edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
         with torch.jit.optimized_execution(self.jit_optimize):
             out = evaluate(
-                self.module, graph.atomic_numbers, graph.edge_index, edge_vectors, graph.n_atoms,
-                compute_virial=True,
+                self.module, graph.atomic_numbers, graph.edge_indices, edge_vectors, graph.n_atoms,
+                system, compute_virial=True,
             )
         self.n_calls += 1
         energies = out["energies"].detach()
@@ -84,7 +124,7 @@ class MLFFCalculator(Calculator):
             sl = slice(start, start + g.n_atoms)
             start += g.n_atoms
             e_atoms = energies[sl].cpu().numpy()
-            res = {
+            res: Dict[str, Any] = {
                 "energy": float(e_atoms.sum()),
                 "energies": e_atoms,
                 "forces": forces[sl].cpu().numpy(),
@@ -96,6 +136,12 @@ class MLFFCalculator(Calculator):
                 res["stresses"] = np.array(
                     [full_3x3_to_voigt_6_stress(-w / volume) for w in atom_virial[sl].cpu().numpy()]
                 )
+            for spec in self.extra_outputs:
+                value = out[spec.name].detach()
+                if spec.per_atom:
+                    res[spec.name] = value[sl].cpu().numpy()
+                elif len(atoms_list) == 1:
+                    res[spec.name] = value.cpu().numpy()
             res["free_energy"] = res["energy"]
             results.append(res)
         return results
@@ -109,7 +155,16 @@ class MLFFCalculator(Calculator):
             )
         self.results = self._run([self.atoms])[0]
 
-    def evaluate_batch(self, atoms_list: Sequence[Atoms]) -> List[Dict[str, np.ndarray]]:
+    def get_charges(self, atoms: Optional[Atoms] = None) -> np.ndarray:
+        """Per-atom charges predicted by the model (``atoms.get_charges()`` calls this)."""
+        if not any(o.name == "charges" for o in self.extra_outputs):
+            raise PropertyNotImplementedError(
+                f"this {self.metadata.kind} model predicts no charges (its outputs: "
+                f"{self.metadata.output_names})"
+            )
+        return self.get_property("charges", atoms)
+
+    def evaluate_batch(self, atoms_list: Sequence[Atoms]) -> List[Dict[str, Any]]:
         """Evaluate many structures in one forward pass; one result dict per structure."""
         if not atoms_list:
             return []

@@ -18,13 +18,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"kind:              {meta.kind}")
     print(f"contract version:  {meta.contract_version}")
     print(f"elements:          {' '.join(meta.symbols)}  (Z = {meta.elements})")
-    print(f"cutoff:            {meta.cutoff} Å")
+    lists = ", ".join(f"{nl.name} {nl.cutoff:g} Å" for nl in meta.neighbor_lists)
+    print(f"neighbour lists:   {lists}")
     print(f"interactions:      {meta.num_interactions}")
     print(f"interaction range: {meta.interaction_range} Å  (ghost shell for exact MPI runs)")
+    print(f"locality:          {meta.locality}"
+          + ("  (whole-system terms: one LAMMPS rank only)" if meta.locality == "global" else ""))
     print(f"dtype:             {meta.dtype}")
-    print(f"outputs:           {', '.join(meta.outputs)}")
+    outputs = ", ".join(f"{o.name} [{'per atom' if o.per_atom else 'global'}{', ' + o.unit if o.unit else ''}]"
+                        for o in meta.outputs)
+    print(f"outputs:           {outputs}")
+    print(f"total charge:      {'input (charge=...)' if meta.uses_charge else 'not used (neutral only)'}")
     if meta.fidelities:
-        print(f"fidelities:        {', '.join(meta.fidelities)}")
+        print(f"fidelities:        {', '.join(f'{k}={name}' for k, name in enumerate(meta.fidelities))}")
+    if meta.min_distance is not None:
+        print(f"min distance:      {meta.min_distance:.3f} Å in the training data")
     print(f"written by:        mlff {meta.mlff_version}, torch {meta.torch_version}")
     for k, v in meta.hyperparameters.items():
         print(f"  {k}: {v}")

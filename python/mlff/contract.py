@@ -1,62 +1,118 @@
 """The exported-model contract: the only module that knows how engines talk to models.
 
+Contract version 2 (version 1 files keep loading, see :class:`V1Adapter`).
+
 Inputs a model receives (engines build them; the model never sees positions or cells):
 
 - ``atomic_numbers``  ``[N]`` int64
-- ``edge_index``      ``[2, E]`` int64, row 0 the centre atom i, row 1 the neighbour j
-- ``edge_vectors``    ``[E, 3]`` r_j - r_i including periodic images, model dtype, Å
+- ``edge_indices``    one ``[2, E_k]`` int64 per neighbour list the model declares
+  (``metadata.neighbor_lists``, in that order); row 0 the centre atom i, row 1 the
+  neighbour j. Full lists: both (i, j) and (j, i); periodic images are separate edges.
+- ``edge_vectors``    one ``[E_k, 3]`` per list: r_j - r_i including periodic images,
+  model dtype, Å
 - ``n_local``         int: atoms ``>= n_local`` are ghosts and contribute no energy
+- ``system``          ``Dict[str, Tensor]``: ``"charge"`` (0-d float64, total charge in e)
+  and ``"fidelity"`` (0-d int64, index into ``metadata.fidelities``), fixed for a run.
 
-Edges may be longer than the cutoff (LAMMPS passes its list with the skin); a model
-must give them exactly zero weight.
+Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
+skin, and one list at the largest cutoff); a model must give them exactly zero weight.
 
-The model returns ``Dict[str, Tensor]`` with at least ``"energies"`` ``[N]`` in eV.
-Everything else follows from the gradient with respect to the edge vectors
-(``g = dE/dr_ij``): ``F_i += g``, ``F_j -= g``, ``W = -sum r_ij (x) g``. That single
-rule gives forces on ghosts and images, the stress and the per-atom virial, and it is
-implemented once here, in :func:`evaluate`, which is TorchScript-compatible so the
-OpenMM module can call it too. The LAMMPS plugin applies the same rule in C++.
+The model returns ``Dict[str, Tensor]`` with at least ``"energies"`` ``[N]`` in eV, plus
+the named outputs its metadata declares (per-atom ``[N]`` or global ``[]``).
+Everything else follows from the gradient with respect to the edge vectors of every
+list (``g = dE/dr_ij``): ``F_i += g``, ``F_j -= g``, ``W = -sum r_ij (x) g``, summed over
+the lists. That single rule gives forces on ghosts and images, the stress and the
+per-atom virial; it is implemented once here, in :func:`derive_from_energies`, which is
+TorchScript-compatible so the OpenMM module can call it too. The LAMMPS plugin applies
+the same rule in C++.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import __version__
 from .atomic import atomic_write
+from .units import stress_from_virial
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+#: Contract versions this mlff reads (1: single list, ``forward(z, edge_index, edge_vectors, n_local)``).
+READABLE_VERSIONS = (1, 2)
 #: Name of the metadata entry inside a TorchScript archive (``_extra_files``).
 METADATA_ENTRY = "mlff_metadata.json"
+#: Attribute of an exported module that repeats the geometry-relevant metadata, so that
+#: an archive whose metadata was edited (a cutoff changed by hand) is refused at load.
+CONTRACT_KEY_ATTR = "mlff_contract_key"
 ENERGY_KEY = "energies"
 SUPPORTED_DTYPES = ("float32", "float64")
+#: The name of the single list of a version-1 model.
+V1_LIST_NAME = "default"
 
 
 class MLFFModelError(RuntimeError):
     """A model file is missing, corrupt, foreign or incompatible."""
 
 
+class MLFFModelNotFoundError(MLFFModelError, FileNotFoundError):
+    """The model file does not exist (catchable as either parent)."""
+
+
+class NeighborListSpec(BaseModel):
+    """One neighbour list a model asks the engine for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    cutoff: float = Field(gt=0)
+
+
+class OutputSpec(BaseModel):
+    """A named model output besides the per-atom energies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    per_atom: bool = True
+    unit: str = ""
+    description: str = ""
+
+
+ENERGIES_OUTPUT = OutputSpec(name=ENERGY_KEY, per_atom=True, unit="eV", description="per-atom energies")
+
+
 class ModelMetadata(BaseModel):
-    """Metadata that travels inside every exported model file."""
+    """Metadata that travels inside every exported model file.
+
+    ``contract_version`` is the version the *file* was written with: engines call a
+    version-1 module with the version-1 signature (Python engines wrap it in
+    :class:`V1Adapter`, LAMMPS branches on it).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     contract_version: int = CONTRACT_VERSION
     kind: str
     elements: List[int]
-    cutoff: float = Field(gt=0)
-    num_interactions: int = Field(ge=1, description="message-passing layers (1 for local models)")
-    interaction_range: float = Field(gt=0, description="cutoff * num_interactions: the ghost shell for exact MPI")
+    neighbor_lists: List[NeighborListSpec]
+    cutoff: float = Field(gt=0, description="the largest neighbour-list cutoff")
+    num_interactions: int = Field(ge=1, description="message-passing hops over the first list (1 for local models)")
+    interaction_range: float = Field(gt=0, description="how far an atom's energy reaches: the LAMMPS ghost shell")
     dtype: Literal["float32", "float64"]
-    outputs: List[str] = Field(default_factory=lambda: [ENERGY_KEY])
+    outputs: List[OutputSpec] = Field(default_factory=lambda: [ENERGIES_OUTPUT])
     fidelities: List[str] = Field(default_factory=list)
+    uses_charge: bool = False
+    locality: Literal["local", "global"] = "local"
+    min_distance: Optional[float] = Field(default=None, description="shortest distance in the training data, Å")
+    probe_energy: Optional[float] = Field(default=None, description="energy of the probe system at export (load check)")
     hyperparameters: Dict[str, Any] = Field(default_factory=dict)
     provenance: Dict[str, Any] = Field(default_factory=dict)
     mlff_version: str = __version__
@@ -73,22 +129,52 @@ class ModelMetadata(BaseModel):
             raise ValueError(f"duplicate elements in {v}")
         return sorted(v)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        # the largest list cutoff is stored for readers that need only one number
+        if isinstance(data, dict) and "cutoff" not in data and data.get("neighbor_lists"):
+            lists = data["neighbor_lists"]
+            data = dict(data)
+            data["cutoff"] = max(
+                float(nl["cutoff"] if isinstance(nl, dict) else nl.cutoff) for nl in lists
+            )
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "ModelMetadata":
-        if self.contract_version != CONTRACT_VERSION:
+        if self.contract_version not in READABLE_VERSIONS:
             raise ValueError(
                 f"contract version {self.contract_version} is not supported by this mlff "
-                f"(reads version {CONTRACT_VERSION})"
+                f"(reads versions {list(READABLE_VERSIONS)})"
             )
-        if ENERGY_KEY not in self.outputs:
-            raise ValueError(f"outputs must include {ENERGY_KEY!r}")
-        if self.interaction_range + 1e-12 < self.cutoff * self.num_interactions:
+        if not self.neighbor_lists:
+            raise ValueError("a model must declare at least one neighbour list")
+        names = [nl.name for nl in self.neighbor_lists]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate neighbour-list names {names}")
+        if abs(self.cutoff - max(nl.cutoff for nl in self.neighbor_lists)) > 1e-12:
             raise ValueError(
-                f"interaction_range {self.interaction_range} is smaller than "
-                f"cutoff*num_interactions = {self.cutoff * self.num_interactions}"
+                f"cutoff {self.cutoff} is not the largest neighbour-list cutoff "
+                f"{max(nl.cutoff for nl in self.neighbor_lists)}"
             )
+        out_names = [o.name for o in self.outputs]
+        if ENERGY_KEY not in out_names:
+            raise ValueError(f"outputs must include {ENERGY_KEY!r}")
+        if len(set(out_names)) != len(out_names):
+            raise ValueError(f"duplicate output names {out_names}")
+        first = self.neighbor_lists[0].cutoff
+        if self.interaction_range + 1e-12 < max(first * self.num_interactions, self.cutoff):
+            raise ValueError(
+                f"interaction_range {self.interaction_range} is smaller than what the neighbour "
+                f"lists reach (max of cutoff*num_interactions = {first * self.num_interactions} "
+                f"and the largest cutoff {self.cutoff})"
+            )
+        if len(set(self.fidelities)) != len(self.fidelities):
+            raise ValueError(f"duplicate fidelity names {self.fidelities}")
         return self
 
+    # ------------------------------------------------------------------ reading
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
@@ -99,23 +185,119 @@ class ModelMetadata(BaseModel):
 
         return [chemical_symbols[z] for z in self.elements]
 
+    @property
+    def list_cutoffs(self) -> List[float]:
+        return [nl.cutoff for nl in self.neighbor_lists]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [o.name for o in self.outputs]
+
+    def output(self, name: str) -> OutputSpec:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(
+            f"the model has no output {name!r}; it provides {self.output_names}"
+        )
+
     def check_elements(self, numbers: Iterable[int], where: str = "the structure") -> None:
         """Refuse elements the model was not trained on, naming them and the model's own.
 
         Every engine calls this at set-up, so the model's own (device-side) check is only
         a last line of defence.
         """
+        from ase.data import chemical_symbols
+
         unknown = sorted(set(int(z) for z in numbers) - set(self.elements))
         if unknown:
-            from ase.data import chemical_symbols
-
+            names = [chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}" for z in unknown]
             raise MLFFModelError(
-                f"{where}: elements {[chemical_symbols[z] for z in unknown]} (Z = {unknown}) are "
-                f"not known to the model; it was trained on {self.symbols} (Z = {self.elements})"
+                f"{where}: elements {names} (Z = {unknown}) are not known to the model; it was "
+                f"trained on {self.symbols} (Z = {self.elements})"
             )
+
+    # ------------------------------------------------------------------ system inputs
+    def fidelity_index(self, fidelity: Union[int, str, None]) -> int:
+        """The index of ``fidelity`` (a name or an index); ``None`` is the first one.
+
+        Refuses unknown names and out-of-range indices, listing the valid choices.
+        """
+        valid = ", ".join(f"{k} ({name!r})" for k, name in enumerate(self.fidelities)) or "0 (the only one)"
+        if fidelity is None:
+            return 0
+        if isinstance(fidelity, str) and not fidelity.strip().lstrip("-").isdigit():
+            if fidelity in self.fidelities:
+                return self.fidelities.index(fidelity)
+            raise ValueError(f"unknown fidelity {fidelity!r}; this model has: {valid}")
+        try:
+            index = int(fidelity)
+        except (TypeError, ValueError):
+            raise ValueError(f"fidelity must be a name or an index, got {fidelity!r}; valid: {valid}") from None
+        n = max(1, len(self.fidelities))
+        if not 0 <= index < n:
+            raise ValueError(f"fidelity index {index} is out of range; this model has: {valid}")
+        return index
+
+    def check_charge(self, charge: float, where: str = "") -> float:
+        """A finite total charge; a non-zero one only for models that take it."""
+        try:
+            q = float(charge)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}total charge must be a number, got {charge!r}") from None
+        if not math.isfinite(q):
+            raise ValueError(f"{where}total charge must be finite, got {charge!r}")
+        if q != 0.0 and not self.uses_charge:
+            raise ValueError(
+                f"{where}total charge {q:g} was given, but this {self.kind} model has no charge "
+                "input (it was trained on neutral systems only and would ignore it); use a model "
+                "trained with total charges, or leave the charge at 0"
+            )
+        return q
+
+    def system_inputs(
+        self, charge: float = 0.0, fidelity: Union[int, str, None] = None, device: Any = "cpu"
+    ) -> Dict[str, torch.Tensor]:
+        """Validated ``system`` tensors for a run."""
+        return make_system(self.check_charge(charge), self.fidelity_index(fidelity), device)
+
+    def contract_key(self) -> str:
+        """The geometry-relevant metadata in one canonical string (also written by C++)."""
+        return contract_key(self.elements, [(nl.name, nl.cutoff) for nl in self.neighbor_lists],
+                            self.interaction_range, self.dtype)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=1, sort_keys=True)
+
+
+def contract_key(elements: Sequence[int], lists: Sequence[Tuple[str, float]], interaction_range: float, dtype: str) -> str:
+    """``elements=1,8;lists=local:5,d3:15;range=15;dtype=float64`` with %.17g numbers.
+
+    The LAMMPS plugin builds the same string from the metadata with ``%.17g`` and
+    compares it with the module's own copy.
+    """
+    el = ",".join(str(int(z)) for z in sorted(elements))
+    ls = ",".join(f"{name}:{float(c):.17g}" for name, c in lists)
+    return f"elements={el};lists={ls};range={float(interaction_range):.17g};dtype={dtype}"
+
+
+def make_system(charge: float = 0.0, fidelity: int = 0, device: Any = "cpu") -> Dict[str, torch.Tensor]:
+    """The ``system`` argument of a contract-v2 model (no validation; see ModelMetadata)."""
+    return {
+        "charge": torch.tensor(float(charge), dtype=torch.float64, device=device),
+        "fidelity": torch.tensor(int(fidelity), dtype=torch.long, device=device),
+    }
+
+
+def _metadata_from_v1(data: Dict[str, Any]) -> Dict[str, Any]:
+    """A version-1 metadata dict in the version-2 schema (the file keeps version 1)."""
+    data = dict(data)
+    cutoff = data.get("cutoff")
+    data["neighbor_lists"] = [{"name": V1_LIST_NAME, "cutoff": cutoff}]
+    data["outputs"] = [
+        ENERGIES_OUTPUT.model_dump() if o == ENERGY_KEY else {"name": o} for o in data.get("outputs", [ENERGY_KEY])
+    ]
+    return data
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -129,14 +311,32 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def metadata_for(model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = None) -> ModelMetadata:
-    """Build the metadata of an in-memory mlff model (it must offer ``contract_info()``)."""
+    """Build the metadata of an in-memory mlff model (it must offer ``contract_info()``).
+
+    ``contract_info()`` gives ``kind``, ``elements``, ``neighbor_lists`` (a list of
+    ``(name, cutoff)``), and optionally ``num_interactions``, ``interaction_range``,
+    ``outputs``, ``fidelities``, ``uses_charge``, ``locality``, ``hyperparameters``.
+    """
     if not hasattr(model, "contract_info"):
         raise TypeError(
             f"{type(model).__name__} has no contract_info(); mlff models describe their "
-            "kind, elements, cutoff and number of interactions through it"
+            "kind, elements, neighbour lists and interaction range through it"
         )
     info = dict(model.contract_info())
-    info.setdefault("interaction_range", info["cutoff"] * info["num_interactions"])
+    lists = [
+        nl if isinstance(nl, (dict, NeighborListSpec)) else {"name": nl[0], "cutoff": float(nl[1])}
+        for nl in info.pop("neighbor_lists")
+    ]
+    info["neighbor_lists"] = lists
+    info.setdefault("num_interactions", 1)
+    first = lists[0]["cutoff"] if isinstance(lists[0], dict) else lists[0].cutoff
+    largest = max(nl["cutoff"] if isinstance(nl, dict) else nl.cutoff for nl in lists)
+    info.setdefault("interaction_range", max(first * info["num_interactions"], largest))
+    outputs = [ENERGIES_OUTPUT] + [
+        o if isinstance(o, OutputSpec) else OutputSpec(**o) for o in info.pop("outputs", []) if
+        (o.name if isinstance(o, OutputSpec) else o["name"]) != ENERGY_KEY
+    ]
+    info["outputs"] = outputs
     info["dtype"] = str(model_dtype(model)).replace("torch.", "")
     provenance = {**getattr(model, "provenance", {}), **(provenance or {})}
     if provenance:
@@ -147,24 +347,50 @@ def metadata_for(model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = 
 # --------------------------------------------------------------------------- evaluation
 
 
+class V1Adapter(torch.nn.Module):
+    """Presents a version-1 module (one list, no system inputs) with the version-2 signature.
+
+    It calls the wrapped module exactly as version-1 engines did, so the numbers stay
+    bit for bit those of the file.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        return self.module(atomic_numbers, edge_indices[0], edge_vectors[0], n_local)
+
+
 def evaluate(
     model: torch.nn.Module,
     atomic_numbers: torch.Tensor,
-    edge_index: torch.Tensor,
-    edge_vectors: torch.Tensor,
+    edge_indices: List[torch.Tensor],
+    edge_vectors: List[torch.Tensor],
     n_local: int,
+    system: Optional[Dict[str, torch.Tensor]] = None,
     compute_virial: bool = True,
     create_graph: bool = False,
 ) -> Dict[str, torch.Tensor]:
-    """Run a contract model and derive forces and virials from the edge gradient.
+    """Run a contract-v2 model and derive forces and virials from the edge gradients.
 
-    ``edge_vectors`` must require grad (a leaf, or derived from positions that do;
-    ``create_graph`` keeps the graph for training on forces). See
-    :func:`derive_from_energies` for what is returned.
+    Every tensor of ``edge_vectors`` must require grad (a leaf, or derived from
+    positions that do; ``create_graph`` keeps the graph for training on forces). See
+    :func:`derive_from_energies` for what is returned; the model's named outputs are
+    passed through.
     """
-    out = model(atomic_numbers, edge_index, edge_vectors, n_local)
+    if system is None:
+        system = make_system(device=atomic_numbers.device)
+    out = model(atomic_numbers, edge_indices, edge_vectors, n_local, system)
     result = derive_from_energies(
-        out["energies"], edge_index, edge_vectors, n_local, compute_virial, create_graph
+        out[ENERGY_KEY], edge_indices, edge_vectors, n_local, compute_virial, create_graph
     )
     for key, value in out.items():
         if key != ENERGY_KEY:
@@ -174,8 +400,8 @@ def evaluate(
 
 def derive_from_energies(
     energies_all: torch.Tensor,
-    edge_index: torch.Tensor,
-    edge_vectors: torch.Tensor,
+    edge_indices: List[torch.Tensor],
+    edge_vectors: List[torch.Tensor],
     n_local: int,
     compute_virial: bool = True,
     create_graph: bool = False,
@@ -185,42 +411,78 @@ def derive_from_energies(
     Returns ``energy`` (scalar, local atoms), ``energies`` ``[N]`` (ghosts zeroed),
     ``forces`` ``[N, 3]`` (including ghosts: engines with ghosts reverse-communicate
     them), and with ``compute_virial`` the global ``virial`` ``[3, 3]`` and the per-atom
-    ``atom_virial`` ``[N, 3, 3]`` (each edge's term split half to i, half to j).
+    ``atom_virial`` ``[N, 3, 3]`` (each edge's term split half to i, half to j), all
+    summed over the neighbour lists.
     Virial sign: ``W = -sum r_ij (x) dE/dr_ij``; the stress is ``-W / V``.
     """
     n_atoms = energies_all.shape[0]
     local = torch.arange(n_atoms, device=energies_all.device) < n_local
     energies = torch.where(local, energies_all, torch.zeros_like(energies_all))
     energy = energies.sum()
-    grads = torch.autograd.grad([energy], [edge_vectors], create_graph=create_graph, allow_unused=True)
-    g = grads[0]
-    if g is None:
-        g = torch.zeros_like(edge_vectors)
-    i = edge_index[0]
-    j = edge_index[1]
-    forces = torch.zeros((n_atoms, 3), dtype=g.dtype, device=g.device)
-    forces = forces.index_add(0, i, g).index_add(0, j, -g)
+    grads = torch.autograd.grad([energy], edge_vectors, create_graph=create_graph, allow_unused=True)
+    forces = torch.zeros((n_atoms, 3), dtype=energies_all.dtype, device=energies_all.device)
+    virial = torch.zeros((3, 3), dtype=energies_all.dtype, device=energies_all.device)
+    atom_virial = torch.zeros((n_atoms, 3, 3), dtype=energies_all.dtype, device=energies_all.device)
+    for k in range(len(edge_vectors)):
+        g = grads[k]
+        if g is None:
+            continue
+        i = edge_indices[k][0]
+        j = edge_indices[k][1]
+        forces = forces.index_add(0, i, g).index_add(0, j, -g)
+        if compute_virial:
+            w_edge = -edge_vectors[k].unsqueeze(2) * g.unsqueeze(1)  # [E, 3, 3]
+            virial = virial + w_edge.sum(0)
+            half = 0.5 * w_edge
+            atom_virial = atom_virial.index_add(0, i, half).index_add(0, j, half)
     result: Dict[str, torch.Tensor] = {"energy": energy, "energies": energies, "forces": forces}
     if compute_virial:
-        w_edge = -edge_vectors.unsqueeze(2) * g.unsqueeze(1)  # [E, 3, 3]
-        result["virial"] = w_edge.sum(0)
-        half = 0.5 * w_edge
-        atom_virial = torch.zeros((n_atoms, 3, 3), dtype=g.dtype, device=g.device)
-        result["atom_virial"] = atom_virial.index_add(0, i, half).index_add(0, j, half)
+        result["virial"] = virial
+        result["atom_virial"] = atom_virial
     return result
+
+
+def edges_within(
+    edge_index: torch.Tensor, edge_vectors: torch.Tensor, cutoff: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The edges of a longer list that lie within ``cutoff`` (engines build one list, filter per model list)."""
+    keep = (edge_vectors * edge_vectors).sum(1) < cutoff * cutoff
+    return edge_index[:, keep], edge_vectors[keep]
 
 
 # --------------------------------------------------------------------------- files
 
 
-def _probe_model(module: torch.nn.Module, meta: ModelMetadata) -> Dict[str, torch.Tensor]:
-    """A tiny two-atom system every valid model must evaluate."""
-    z = torch.tensor([meta.elements[0], meta.elements[-1]], dtype=torch.long)
-    edge_index = torch.tensor([[0, 1], [1, 0]], dtype=torch.long)
-    d = 0.5 * meta.cutoff
-    edge_vectors = torch.tensor([[d, 0.1, 0.0], [-d, -0.1, 0.0]], dtype=meta.torch_dtype)
-    edge_vectors.requires_grad_(True)
-    return evaluate(module, z, edge_index, edge_vectors, 2)
+def _probe_graph(meta: ModelMetadata) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+    """A small open cluster whose pair distances span every list's cutoff.
+
+    Built with the metadata's cutoffs, so an archive whose metadata no longer matches
+    the module (a cutoff edited by hand) gives a different probe energy.
+    """
+    gen = torch.Generator().manual_seed(12345)
+    n = 6
+    rmax = 1.2 * meta.cutoff
+    pos = torch.rand((n, 3), generator=gen, dtype=torch.float64) * rmax
+    pos[:, 1:] *= 0.4
+    pos[:, 0] = torch.linspace(0.0, rmax, n, dtype=torch.float64)
+    z = torch.tensor([meta.elements[k % len(meta.elements)] for k in range(n)], dtype=torch.long)
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    mask = ii != jj
+    ii, jj = ii[mask], jj[mask]
+    vec = pos[jj] - pos[ii]
+    r = torch.linalg.norm(vec, dim=1)
+    eis, evs = [], []
+    for c in meta.list_cutoffs:
+        keep = r < c
+        eis.append(torch.stack([ii[keep], jj[keep]]))
+        evs.append(vec[keep].to(meta.torch_dtype).requires_grad_(True))
+    return z, eis, evs
+
+
+def _probe(module: torch.nn.Module, meta: ModelMetadata) -> Dict[str, torch.Tensor]:
+    z, eis, evs = _probe_graph(meta)
+    with torch.jit.optimized_execution(False):
+        return evaluate(module, z, eis, evs, z.shape[0], make_system(), compute_virial=False)
 
 
 def export_model(
@@ -230,8 +492,10 @@ def export_model(
 ) -> ModelMetadata:
     """Script ``model`` and write it as TorchScript with its metadata inside the file.
 
-    The scripted module is checked against the eager one on a probe system before
-    anything is written, and the file is written atomically.
+    The scripted module is checked against the eager one on a probe system (energies
+    and forces) before anything is written, the probe energy is stored in the
+    metadata for the load-time check, and the file is written atomically with the
+    permissions of any new file (the umask decides, as for ``open``).
     """
     path = Path(path)
     if path.suffix != ".pt":
@@ -245,19 +509,30 @@ def export_model(
         raise MLFFModelError(f"{type(model).__name__} cannot be compiled to TorchScript: {exc}") from exc
     finally:
         model.train(was_training)
-    eager_out = _probe_model(model, meta)
-    script_out = _probe_model(scripted, meta)
-    if not torch.allclose(eager_out["forces"], script_out["forces"], rtol=1e-5, atol=1e-6):
-        raise MLFFModelError("the scripted model disagrees with the eager model on a probe system")
+    scripted.eval()
+    eager_out = _probe(model, meta)
+    script_out = _probe(scripted, meta)
+    tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    for key in ("energies", "forces"):
+        if not torch.allclose(eager_out[key], script_out[key], **tol):
+            raise MLFFModelError(f"the scripted model disagrees with the eager model on a probe system ({key})")
+    if not bool(torch.isfinite(script_out["energies"]).all()):
+        raise MLFFModelError("the model gives non-finite energies on a probe system")
+    meta = meta.model_copy(update={"probe_energy": float(script_out["energy"].detach())})
+    # the module carries its own copy of the geometry-relevant metadata (checked at load)
+    scripted._c._register_attribute(CONTRACT_KEY_ATTR, torch._C.StringType.get(), meta.contract_key())
     extra = {METADATA_ENTRY: meta.to_json()}
     atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp, _extra_files=extra))
     return meta
 
 
 class LoadedModel:
-    """An exported model and its validated metadata."""
+    """An exported model and its validated metadata.
 
-    def __init__(self, module: torch.jit.ScriptModule, metadata: ModelMetadata, path: Path):
+    ``module`` has the contract-v2 signature whatever version the file was written with.
+    """
+
+    def __init__(self, module: torch.nn.Module, metadata: ModelMetadata, path: Path):
         self.module = module
         self.metadata = metadata
         self.path = path
@@ -267,11 +542,17 @@ class LoadedModel:
         return f"LoadedModel({self.path.name}, kind={m.kind}, elements={m.symbols}, cutoff={m.cutoff})"
 
 
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise MLFFModelNotFoundError(f"model file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise MLFFModelError(f"{str(path)!r} is a directory, not a model file")
+
+
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """Read and validate only the metadata of an exported ``.pt`` file (no torch load)."""
     path = Path(path)
-    if not path.exists():
-        raise MLFFModelError(f"model file {str(path)!r} does not exist")
+    _check_exists(path)
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -303,27 +584,36 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise MLFFModelError(f"{path}: metadata is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MLFFModelError(f"{path}: metadata is not a JSON object")
     version = data.get("contract_version")
-    if version != CONTRACT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise MLFFModelError(
             f"{path} was written for mlff contract version {version}; this mlff "
-            f"({__version__}) reads version {CONTRACT_VERSION}. Re-export the model with this "
-            "mlff (`mlff export CHECKPOINT`) or install the mlff version that wrote it "
+            f"({__version__}) reads versions {', '.join(map(str, READABLE_VERSIONS))}. Re-export the "
+            "model with this mlff (`mlff export CHECKPOINT`) or install the mlff version that wrote it "
             f"({data.get('mlff_version', 'unknown')})"
         )
+    if version == 1:
+        data = _metadata_from_v1(data)
     try:
         return ModelMetadata(**data)
-    except ValidationError as exc:
+    except (ValidationError, TypeError) as exc:
         raise MLFFModelError(f"{path}: invalid mlff metadata: {exc}") from exc
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load an exported ``.pt`` model, validating file, metadata and module."""
+    """Load an exported ``.pt`` model, validating file, metadata and module.
+
+    The module must agree with its metadata: dtype, the geometry key it carries
+    (elements, neighbour lists, interaction range) and, for files that store one, the
+    probe energy recomputed with the metadata's cutoffs.
+    """
     path = Path(path)
     meta = read_metadata(path)
     extra = {METADATA_ENTRY: ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise MLFFModelError(
             f"{path} could not be loaded by torch {torch.__version__} ({exc}); the file is corrupt "
@@ -333,7 +623,25 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     if dtype != meta.torch_dtype:
         raise MLFFModelError(f"{path}: metadata says {meta.dtype} but the parameters are {dtype}")
     module.eval()
-    return LoadedModel(module, meta, path)
+    if meta.contract_version == 1:
+        return LoadedModel(V1Adapter(module.to(device)).eval(), meta, path)
+    key = getattr(module, CONTRACT_KEY_ATTR, None)
+    if key != meta.contract_key():
+        raise MLFFModelError(
+            f"{path}: the metadata does not match the model inside the file (metadata: "
+            f"{meta.contract_key()}; model: {key}); the metadata was edited or the file was "
+            "assembled by hand. Re-export the model with `mlff export`"
+        )
+    if meta.probe_energy is not None:
+        got = float(_probe(module, meta)["energy"].detach())
+        expected = meta.probe_energy
+        rel = 1e-4 if meta.dtype == "float32" else 1e-9
+        if not abs(got - expected) <= rel * max(1.0, abs(expected)):
+            raise MLFFModelError(
+                f"{path}: the model gives {got!r} eV on the probe system, its metadata records "
+                f"{expected!r} eV; the file is inconsistent. Re-export the model with `mlff export`"
+            )
+    return LoadedModel(module.to(device), meta, path)
 
 
 def graph_from_positions(
@@ -343,23 +651,26 @@ def graph_from_positions(
     return positions[edge_index[1]] - positions[edge_index[0]] + offsets
 
 
-def stress_from_virial(virial: torch.Tensor, volume: float) -> torch.Tensor:
-    """Cauchy stress (eV/Å^3, ASE sign: positive = tensile) from the contract virial."""
-    return -virial / volume
-
-
 __all__: Tuple[str, ...] = (
     "CONTRACT_VERSION",
+    "READABLE_VERSIONS",
     "METADATA_ENTRY",
     "ModelMetadata",
+    "NeighborListSpec",
+    "OutputSpec",
     "MLFFModelError",
+    "MLFFModelNotFoundError",
     "LoadedModel",
+    "V1Adapter",
     "evaluate",
     "derive_from_energies",
+    "edges_within",
     "export_model",
     "load_model",
     "read_metadata",
     "metadata_for",
+    "make_system",
+    "contract_key",
     "graph_from_positions",
     "stress_from_virial",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import zipfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Tuple, Union
 import torch
 
 from .checkpoint import load_checkpoint
-from .contract import METADATA_ENTRY, MLFFModelError, ModelMetadata, load_model, metadata_for
+from .contract import METADATA_ENTRY, MLFFModelError, ModelMetadata, _check_exists, load_model, metadata_for
 
 ModelSpec = Union[str, os.PathLike, torch.nn.Module]
 
@@ -24,12 +25,18 @@ def _is_torchscript_export(path: Path) -> bool:
 
 
 def resolve_model(model: ModelSpec, device: str | torch.device = "cpu") -> Tuple[torch.nn.Module, ModelMetadata]:
-    """Accept an exported ``.pt``, a training checkpoint, or an in-memory mlff model."""
+    """Accept an exported ``.pt``, a training checkpoint, or an in-memory mlff model.
+
+    An in-memory module is deep-copied: engines put their module in eval mode, cast it
+    and freeze its parameters, which must not stop the caller's model from training.
+    A missing file raises :class:`MLFFModelNotFoundError` (an ``MLFFModelError`` and a
+    ``FileNotFoundError``) whatever the engine.
+    """
     if isinstance(model, torch.nn.Module):
-        return model.to(device), metadata_for(model)
+        meta = metadata_for(model)
+        return copy.deepcopy(model).to(device), meta
     path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    _check_exists(path)
     if path.suffix == ".yace":
         raise MLFFModelError(f"{path}: .yace (ACE) files are not supported by this mlff build yet")
     if path.suffix == ".pt2":

@@ -7,6 +7,7 @@ cutoff (vesin returns every periodic image of a neighbour, each with its own shi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,19 +16,25 @@ from vesin import NeighborList
 
 @dataclass
 class Graph:
-    """Contract inputs built from a structure; ``offsets`` = integer image shift @ cell."""
+    """Contract inputs built from a structure: one edge set per neighbour list.
+
+    ``offsets[k]`` = integer image shift @ cell for the edges of list k.
+    """
 
     atomic_numbers: torch.Tensor  # [N] int64
     positions: torch.Tensor  # [N, 3]
-    edge_index: torch.Tensor  # [2, E] int64
-    offsets: torch.Tensor  # [E, 3]
+    edge_indices: List[torch.Tensor]  # per list [2, E_k] int64
+    offsets: List[torch.Tensor]  # per list [E_k, 3]
 
     @property
     def n_atoms(self) -> int:
         return int(self.atomic_numbers.shape[0])
 
-    def edge_vectors(self) -> torch.Tensor:
-        return self.positions[self.edge_index[1]] - self.positions[self.edge_index[0]] + self.offsets
+    def edge_vectors(self) -> List[torch.Tensor]:
+        return [
+            self.positions[ei[1]] - self.positions[ei[0]] + off
+            for ei, off in zip(self.edge_indices, self.offsets)
+        ]
 
 
 def _box_for(cell: np.ndarray, pbc: np.ndarray, positions: np.ndarray, cutoff: float) -> np.ndarray:
@@ -68,30 +75,57 @@ def neighbor_list(
     return edge_index, np.asarray(shifts, dtype=np.int64)
 
 
-def graph_from_atoms(atoms, cutoff: float, dtype: torch.dtype = torch.float64, device="cpu") -> Graph:
-    """Build contract inputs for an ``ase.Atoms``."""
+def graph_from_atoms(
+    atoms, cutoffs: Union[float, Sequence[float]], dtype: torch.dtype = torch.float64, device="cpu"
+) -> Graph:
+    """Build contract inputs for an ``ase.Atoms``, one edge set per cutoff.
+
+    One vesin list is built at the largest cutoff; shorter lists are filtered from it
+    (edges with r < cutoff), so a model with a 5 Å network and a 15 Å dispersion term
+    costs one neighbour search.
+    """
+    cutoffs = [float(cutoffs)] if np.isscalar(cutoffs) else [float(c) for c in cutoffs]
+    rmax = max(cutoffs)
     pos = atoms.get_positions()
     cell = np.asarray(atoms.get_cell())
-    edge_index, shifts = neighbor_list(pos, cell, atoms.get_pbc(), cutoff)
+    edge_index, shifts = neighbor_list(pos, cell, atoms.get_pbc(), rmax)
     offsets = shifts.astype(np.float64) @ cell
+    eis, offs = [], []
+    r = None
+    for c in cutoffs:
+        if c == rmax:
+            ei, off = edge_index, offsets
+        else:
+            if r is None:
+                r = np.linalg.norm(pos[edge_index[1]] - pos[edge_index[0]] + offsets, axis=1)
+            keep = r < c
+            ei, off = edge_index[:, keep], offsets[keep]
+        eis.append(torch.as_tensor(np.ascontiguousarray(ei), device=device))
+        offs.append(torch.as_tensor(off, dtype=dtype, device=device))
     return Graph(
         atomic_numbers=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long, device=device),
         positions=torch.as_tensor(pos, dtype=dtype, device=device),
-        edge_index=torch.as_tensor(edge_index, device=device),
-        offsets=torch.as_tensor(offsets, dtype=dtype, device=device),
+        edge_indices=eis,
+        offsets=offs,
     )
 
 
-def batch_graphs(graphs: list[Graph]) -> tuple[Graph, torch.Tensor]:
+def batch_graphs(graphs: List[Graph]) -> Tuple[Graph, torch.Tensor]:
     """Concatenate graphs into one disconnected graph; returns it and the per-atom batch index."""
-    offsets_atoms = 0
-    z, pos, ei, off, batch = [], [], [], [], []
+    n_lists = len(graphs[0].edge_indices)
+    shift = 0
+    z, pos, batch = [], [], []
+    eis: List[List[torch.Tensor]] = [[] for _ in range(n_lists)]
+    offs: List[List[torch.Tensor]] = [[] for _ in range(n_lists)]
     for k, g in enumerate(graphs):
         z.append(g.atomic_numbers)
         pos.append(g.positions)
-        ei.append(g.edge_index + offsets_atoms)
-        off.append(g.offsets)
+        for m in range(n_lists):
+            eis[m].append(g.edge_indices[m] + shift)
+            offs[m].append(g.offsets[m])
         batch.append(torch.full((g.n_atoms,), k, dtype=torch.long, device=g.atomic_numbers.device))
-        offsets_atoms += g.n_atoms
-    merged = Graph(torch.cat(z), torch.cat(pos), torch.cat(ei, dim=1), torch.cat(off))
+        shift += g.n_atoms
+    merged = Graph(
+        torch.cat(z), torch.cat(pos), [torch.cat(e, dim=1) for e in eis], [torch.cat(o) for o in offs]
+    )
     return merged, torch.cat(batch)

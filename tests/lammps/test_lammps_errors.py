@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import pytest
 import torch
@@ -93,21 +93,27 @@ def test_plain_torchscript_is_not_an_mlff_model(tmp_path):
 
 
 class Exploding(torch.nn.Module):
-    """A valid contract model that raises inside forward for more than two atoms."""
+    """A valid contract model that raises inside forward for any system but export's 6-atom probe."""
 
     def __init__(self):
         super().__init__()
         self.w = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
 
-    def contract_info(self):
-        return dict(kind="exploding", elements=[29], cutoff=3.0, num_interactions=1)
+    @torch.jit.unused
+    def neighbor_lists(self) -> List[Tuple[str, float]]:
+        return [("local", 3.0)]
 
-    def forward(self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
-                n_local: int) -> Dict[str, torch.Tensor]:
-        if atomic_numbers.shape[0] > 2:
-            raise RuntimeError("exploding test model refuses more than two atoms")
-        r = torch.linalg.norm(edge_vectors, dim=1) * self.w
-        e = torch.zeros(atomic_numbers.shape[0], dtype=r.dtype).index_add(0, edge_index[0], r)
+    @torch.jit.unused
+    def contract_info(self):
+        return dict(kind="exploding", elements=[29], neighbor_lists=self.neighbor_lists())
+
+    def forward(self, atomic_numbers: torch.Tensor, edge_indices: List[torch.Tensor],
+                edge_vectors: List[torch.Tensor], n_local: int,
+                system: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        if atomic_numbers.shape[0] != 6:
+            raise RuntimeError("exploding test model refuses this system")
+        r = torch.linalg.norm(edge_vectors[0], dim=1) * self.w
+        e = torch.zeros(atomic_numbers.shape[0], dtype=r.dtype).index_add(0, edge_indices[0][0], r)
         return {"energies": e}
 
 
@@ -115,7 +121,7 @@ class Exploding(torch.nn.Module):
 def test_exception_inside_torch_becomes_lammps_error(tmp_path, nprocs):
     path = tmp_path / "exploding.pt"
     export_model(Exploding(), path)
-    expect_error(tmp_path, script(path), "pair mlff:", "exploding test model refuses more than two atoms",
+    expect_error(tmp_path, script(path), "pair mlff:", "exploding test model refuses",
                  nprocs=nprocs)
 
 

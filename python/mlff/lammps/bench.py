@@ -54,7 +54,7 @@ def interleaved(model_path: str, sizes=(256, 1024, 4096), steps: int = 3, rounds
         t = {"raw": [], "lammps": [], "lammps-np2": []}
         for _ in range(rounds):
             with torch.jit.optimized_execution(False):
-                t["raw"].append(time_raw(loaded.module, atoms, loaded.metadata.cutoff, loaded.metadata.torch_dtype,
+                t["raw"].append(time_raw(loaded.module, atoms, loaded.metadata.list_cutoffs, loaded.metadata.torch_dtype,
                                          "cpu", steps))
             t["lammps"].append(_time(atoms, model_path, steps, nprocs=1, threads=threads))
             t["lammps-np2"].append(_time(atoms, model_path, steps, nprocs=2, threads=1))

@@ -15,17 +15,20 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-# LAMMPS's own conversions (src/update.cpp, force->ftm2v etc. are derived from these)
-EV_IN_KCAL_PER_MOL = 23.060549
-UNIT_STYLES = ("metal", "real")
+from ..units import EV_IN_KCAL_PER_MOL_LAMMPS as EV_IN_KCAL_PER_MOL
+from ..units import FS_IN_ASE_TIME, LAMMPS_ENERGY_FACTOR, LAMMPS_TIME_IN_FS, lammps_energy_factor
+
+UNIT_STYLES = tuple(LAMMPS_ENERGY_FACTOR)
 
 
 def energy_unit_per_ev(units: str) -> float:
-    if units == "metal":
-        return 1.0
-    if units == "real":
-        return EV_IN_KCAL_PER_MOL
-    raise ValueError(f"units must be one of {UNIT_STYLES}, not {units!r}")
+    return lammps_energy_factor(units)
+
+
+def velocity_scale(units: str) -> float:
+    """ASE velocity (Å per ASE time unit) -> LAMMPS velocity (Å per ps or per fs)."""
+    lammps_energy_factor(units)
+    return FS_IN_ASE_TIME * LAMMPS_TIME_IN_FS[units]
 
 
 @dataclass
@@ -109,7 +112,6 @@ def write_data(
     frame: Optional[LammpsFrame] = None,
 ) -> LammpsFrame:
     """Write ``atoms`` as a LAMMPS data file (atom_style atomic; velocities if set)."""
-    from ase import units as ase_units
     from ase.data import atomic_masses, atomic_numbers
 
     frame = frame or lammps_frame(atoms)
@@ -132,8 +134,7 @@ def write_data(
     v = atoms.get_velocities()
     if v is not None and np.abs(v).max() > 0:
         # ASE: Å per ASE time unit; metal: Å/ps, real: Å/fs
-        scale = ase_units.fs * (1000.0 if units == "metal" else 1.0)
-        v = (v @ frame.rotation) * scale
+        v = (v @ frame.rotation) * velocity_scale(units)
         lines += ["", "Velocities", ""]
         for i, vi in enumerate(v):
             lines.append(f"{i + 1} {vi[0]:.17g} {vi[1]:.17g} {vi[2]:.17g}")

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .data import energy_unit_per_ev, type_symbols, write_data
+from .data import energy_unit_per_ev, type_symbols, velocity_scale, write_data
 from .plugin import LammpsError, lmp_command, mpirun_command, subprocess_env
 
 THERMO_COLUMNS = ["Step", "Time", "Temp", "PotEng", "KinEng", "TotEng", "Press", "Volume"]
@@ -77,8 +77,6 @@ def _loop_time(log: str) -> Optional[float]:
 
 def _read_final(path: Path, atoms, rotation: np.ndarray):
     """Final positions/velocities/cell from a ``write_dump ... custom`` file, ASE frame."""
-    from ase import units as ase_units
-
     text = path.read_text().splitlines()
     k = next(i for i, ln in enumerate(text) if ln.startswith("ITEM: BOX BOUNDS"))
     triclinic = "xy" in text[k]
@@ -140,8 +138,6 @@ def run_md(
     timing) before the ``steps``. The input script, data file and log stay in
     ``workdir`` if given.
     """
-    from ase import units as ase_units
-
     if ensemble not in ("nve", "nvt", "npt"):
         raise ValueError(f"ensemble must be nve, nvt or npt, not {ensemble!r}")
     if ensemble != "nve" and temperature is None:
@@ -200,8 +196,7 @@ def run_md(
             raise LammpsError(f"lmp failed (exit {proc.returncode}):\n{log[-4000:]}")
         table, thermo = read_thermo(log)
         final, v_lmp = _read_final(wd / "final.dump", atoms, frame.rotation)
-        scale = ase_units.fs * (1000.0 if units == "metal" else 1.0)
-        final.set_velocities(v_lmp / scale)
+        final.set_velocities(v_lmp / velocity_scale(units))
         return MDResult(
             steps=steps,
             timestep_fs=timestep_fs,

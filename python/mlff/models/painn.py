@@ -9,7 +9,7 @@ including LAMMPS's ghost atoms. Per-atom energy = readout(s) * scale + shift[ele
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -115,11 +115,16 @@ class PaiNN(nn.Module):
         self.atomic_energies = nn.Parameter(init.clone())
         self.register_buffer("scale", torch.tensor(float(scale)))
 
+    @torch.jit.unused
+    def neighbor_lists(self) -> List[Tuple[str, float]]:
+        return [("local", self.cutoff)]
+
+    @torch.jit.unused
     def contract_info(self) -> Dict[str, Any]:
         return dict(
             kind=self.kind,
             elements=list(self.config["elements"]),
-            cutoff=self.cutoff,
+            neighbor_lists=self.neighbor_lists(),
             num_interactions=self.num_interactions,
             hyperparameters=dict(self.config),
         )
@@ -127,10 +132,17 @@ class PaiNN(nn.Module):
     def forward(
         self,
         atomic_numbers: torch.Tensor,
-        edge_index: torch.Tensor,
-        edge_vectors: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
         n_local: int,
+        system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
+        return self.energies(atomic_numbers, edge_indices[0], edge_vectors[0])
+
+    def energies(
+        self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Per-atom energies from the one list PaiNN uses (the version-1 forward)."""
         idx = self.z_to_index[atomic_numbers]
         # the check reads back from the device; on CUDA the engines have already
         # validated elements at set-up, and a read-back would forbid CUDA graphs

@@ -60,14 +60,14 @@ def overhead_rows(model_path: str, sizes=(256, 1024, 4096), rounds: int = 5, war
     rows = []
     for n in sizes:
         atoms = cu_supercell(n)
-        g = graph_from_atoms(atoms, meta.cutoff, meta.torch_dtype)
-        ev0 = g.edge_vectors().detach()
+        g = graph_from_atoms(atoms, meta.list_cutoffs, meta.torch_dtype)
+        ev0 = [ev.detach() for ev in g.edge_vectors()]
         pos = torch.as_tensor(atoms.positions)
         box = torch.as_tensor(np.asarray(atoms.cell))
 
         def raw():
-            out = evaluate(model, g.atomic_numbers, g.edge_index, ev0.clone().requires_grad_(True), g.n_atoms,
-                           compute_virial=False)
+            out = evaluate(model, g.atomic_numbers, g.edge_indices, [e.clone().requires_grad_(True) for e in ev0],
+                           g.n_atoms, compute_virial=False)
             out["forces"].sum().item()
 
         def neighbours():

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..contract import MLFFModelError, ModelMetadata
+from ..contract import ModelMetadata, V1Adapter
 from ..loading import ModelSpec, resolve_model
 from .module import NM_TO_ANGSTROM, MLFFOpenMMModule, static_sizes
 
@@ -124,12 +124,6 @@ def check_elements(numbers: np.ndarray, meta: ModelMetadata, where: str = "the M
 
 
 def _load(model: ModelSpec) -> Tuple[torch.nn.Module, ModelMetadata]:
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if not path.exists():
-            raise MLFFModelError(f"model file {str(path)!r} does not exist")
-        if path.is_dir():
-            raise MLFFModelError(f"{str(path)!r} is a directory, not a model file")
     return resolve_model(model, "cpu")
 
 
@@ -147,18 +141,22 @@ def build_module(
     box: Optional[np.ndarray] = None,
     static_capacity_factor: float = 1.5,
     check_overflow: bool = True,
+    charge: float = 0.0,
+    fidelity: Union[int, str, None] = None,
 ) -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
     """Script the OpenMM module for ``model`` (positions/box in nm for static sizing)."""
     module, meta = _load(model)
     module = module.to("cpu").eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    if not isinstance(module, torch.jit.ScriptModule):
+    if not isinstance(module, torch.jit.ScriptModule) and not isinstance(module, V1Adapter):
         module = torch.jit.script(module)
     z = np.asarray(atomic_numbers, dtype=np.int64)
     check_elements(z, meta)
+    q = meta.check_charge(charge, "MLFFForce: ")
+    fid = meta.fidelity_index(fidelity)
     atoms_t = None if atoms is None else torch.as_tensor(np.asarray(atoms, dtype=np.int64))
-    kwargs: Dict[str, Any] = {}
+    static = None
     if static_shapes:
         if positions is None:
             raise ValueError("static_shapes=True needs initial positions to size the neighbour list")
@@ -166,13 +164,12 @@ def build_module(
         if atoms_t is not None:
             pos = pos[atoms_t]
         box_t = None if not periodic else torch.as_tensor(np.asarray(box, dtype=np.float64) * NM_TO_ANGSTROM)
-        grid, reach, per_cell, capacity, open_lengths = static_sizes(pos, box_t, meta.cutoff, static_capacity_factor)
-        kwargs = dict(
-            static_capacity=capacity, static_grid=grid, static_reach=reach, static_per_cell=per_cell,
-            check_overflow=check_overflow, static_open_lengths=open_lengths,
-        )
+        static = [
+            static_sizes(pos, box_t, c, static_capacity_factor, box_cutoff=meta.cutoff) for c in meta.list_cutoffs
+        ]
     wrapper = MLFFOpenMMModule(
-        module, torch.as_tensor(z), meta.cutoff, meta.torch_dtype, periodic, atoms_t, **kwargs
+        module, torch.as_tensor(z), meta.list_cutoffs, meta.torch_dtype, periodic, atoms_t,
+        charge=q, fidelity=fid, static=static, check_overflow=check_overflow,
     )
     scripted = torch.jit.script(wrapper.eval())
     return scripted.to(device), meta
@@ -240,6 +237,8 @@ def MLFFForce(
     box_vectors: Any = None,
     static_capacity_factor: float = 1.5,
     force_group: Optional[int] = None,
+    charge: float = 0.0,
+    fidelity: Union[int, str, None] = None,
 ):
     """An OpenMM Force for ``model`` (an exported ``.pt``, a checkpoint or an ``nn.Module``).
 
@@ -267,6 +266,10 @@ def MLFFForce(
         Fixed-size neighbour list sized from ``positions`` (nm, whole system) and
         ``box_vectors`` (nm) with ``static_capacity_factor`` headroom; needed for CUDA
         graphs, optional otherwise.
+    charge, fidelity
+        The system inputs of the model: total charge of the ML atoms (e) and the level
+        of theory (a name from the model's fidelities, or an index). Fixed for the force;
+        an unknown fidelity or a charge for a model without a charge input is refused.
     """
     atoms = None if atoms is None else [int(a) for a in atoms]
     numbers_all = atomic_numbers_of(topology)
@@ -340,6 +343,7 @@ def MLFFForce(
         static_capacity_factor=static_capacity_factor,
         # a read-back inside a CUDA graph is impossible; NaN energies flag overflows there
         check_overflow=not cuda_graphs,
+        charge=charge, fidelity=fidelity,
     )
 
     if chosen == TORCH_BACKEND:
@@ -365,6 +369,8 @@ def MLFFForce(
         force.setForceGroup(int(force_group))
     force.mlff_backend = chosen
     force.mlff_metadata = meta
+    # the module the force runs, for per-atom outputs (MLFFOpenMMModule.outputs)
+    force.mlff_module = module
     log.info(
         "mlff: MLFFForce with backend %s: %d ML atoms (%s), %s, model %s cutoff %.3g Å",
         chosen, len(numbers), " ".join(sorted(set(_symbols(numbers)))),

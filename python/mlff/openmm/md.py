@@ -16,9 +16,9 @@ import numpy as np
 from ..loading import ModelSpec
 
 def _ev_per_kj_mol() -> float:
-    from .module import EV_TO_KJ_PER_MOL
+    from ..units import EV_IN_KJ_PER_MOL
 
-    return 1.0 / EV_TO_KJ_PER_MOL
+    return 1.0 / EV_IN_KJ_PER_MOL
 
 
 def system_from_atoms(
@@ -100,18 +100,34 @@ def evaluate_atoms(
     atoms,
     backend: str = "auto",
     platform: str = "Reference",
+    **force_options: Any,
 ) -> Dict[str, Any]:
-    """Energy (eV) and forces (eV/Å) of ``atoms`` computed by OpenMM with ``MLFFForce``."""
+    """Energy (eV) and forces (eV/Å) of ``atoms`` computed by OpenMM with ``MLFFForce``.
+
+    Also ``energies`` (eV per atom) and the model's named outputs (e.g. ``charges``),
+    evaluated by the force's own module on the positions and box the OpenMM Context holds.
+    ``force_options`` go to :func:`MLFFForce` (``charge=``, ``fidelity=``, ...).
+    """
+    import torch
     from openmm import unit
 
-    system, pos, force = system_from_atoms(model, atoms, backend=backend)
+    system, pos, force = system_from_atoms(model, atoms, backend=backend, **force_options)
     ctx = _context(system, pos, platform)
-    state = ctx.getState(getEnergy=True, getForces=True)
+    state = ctx.getState(getEnergy=True, getForces=True, getPositions=True)
     k = _ev_per_kj_mol()
     energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * k
     forces = np.asarray(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
     forces = forces * k / 10.0 @ system.mlff_rotation
-    return {"energy": energy, "forces": forces, "backend": force.mlff_backend, "platform": platform}
+    result: Dict[str, Any] = {"energy": energy, "forces": forces, "backend": force.mlff_backend, "platform": platform}
+    positions = torch.from_numpy(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+    box = None
+    if atoms.get_pbc().all():
+        box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
+    with torch.enable_grad():
+        outputs = force.mlff_module.to("cpu").outputs(positions, box)
+    for key, value in outputs.items():
+        result[key] = value.numpy()
+    return result
 
 
 @dataclass
@@ -156,8 +172,9 @@ def run_md(
     ``result.atoms`` holds the final positions (and cell) in the frame of ``atoms``.
     """
     import openmm
-    from ase import units
     from openmm import unit
+
+    from ..units import NM_IN_ANGSTROM, PS_IN_ASE_TIME
 
     if steps < 0 or report_interval < 1:
         raise ValueError("steps must be >= 0 and report_interval >= 1")
@@ -172,7 +189,7 @@ def run_md(
     rotation = system.mlff_rotation
     if temperature is None:
         # ASE velocities are in Å per ASE time unit; OpenMM wants nm/ps
-        v = atoms.get_velocities() @ rotation.T * (1000.0 * units.fs) * 0.1
+        v = atoms.get_velocities() @ rotation.T * PS_IN_ASE_TIME / NM_IN_ANGSTROM
         ctx.setVelocities(v)
     else:
         ctx.setVelocitiesToTemperature(temperature, seed)
@@ -201,7 +218,7 @@ def run_md(
     final = atoms.copy()
     final.set_positions(np.asarray(st.getPositions(asNumpy=True).value_in_unit(unit.angstrom)) @ rotation)
     vel = np.asarray(st.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond))
-    final.set_velocities(vel @ rotation / (1000.0 * units.fs) * 10.0)
+    final.set_velocities(vel @ rotation / PS_IN_ASE_TIME * NM_IN_ANGSTROM)
     return MDResult(
         backend=force.mlff_backend,
         platform=platform,

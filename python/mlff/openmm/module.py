@@ -8,49 +8,40 @@ execute literally the same code.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from ..contract import derive_from_energies
+from ..units import EV_IN_KJ_PER_MOL as EV_TO_KJ_PER_MOL
+from ..units import NM_IN_ANGSTROM as NM_TO_ANGSTROM
 from .celllist import grid_shape, int_vector, inverse_box, neighbor_pairs, open_box, perpendicular_widths, search_range
-
-
-def _ev_to_kj_per_mol() -> float:
-    from ase import units
-
-    return 1.0 / (units.kJ / units.mol)
-
-
-#: 1 eV in kJ/mol, taken from ASE's constants so that energies from OpenMM and from the
-#: ASE calculator agree to the last digit; 1 nm in Å.
-EV_TO_KJ_PER_MOL = _ev_to_kj_per_mol()
-NM_TO_ANGSTROM = 10.0
 
 
 class MLFFOpenMMModule(torch.nn.Module):
     """Wraps an exported contract model for openmm-torch (``setOutputsForces(True)``).
 
-    ``atomic_numbers`` are those of the ML atoms; ``atoms`` their indices in the OpenMM
-    system (``None``: every particle, in order). ``static_capacity`` switches the
-    neighbour list to fixed shapes (see :mod:`mlff.openmm.celllist`); ``static_grid`` and
-    ``static_per_cell`` then fix the cell grid and the cell occupancy.
+    ``model`` has the contract-v2 signature (version-1 files come wrapped in
+    :class:`~mlff.contract.V1Adapter`). ``atomic_numbers`` are those of the ML atoms;
+    ``atoms`` their indices in the OpenMM system (``None``: every particle, in order).
+    ``cutoffs`` are the model's neighbour-list cutoffs; each list gets its own cell-list
+    search. ``charge`` and ``fidelity`` are the system inputs, fixed for the force.
+    ``static`` switches the neighbour lists to fixed shapes (see
+    :mod:`mlff.openmm.celllist`), one :func:`static_sizes` tuple per list.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         atomic_numbers: torch.Tensor,
-        cutoff: float,
+        cutoffs: List[float],
         dtype: torch.dtype,
         periodic: bool,
         atoms: Optional[torch.Tensor] = None,
-        static_capacity: int = -1,
-        static_grid: Optional[List[int]] = None,
-        static_reach: Optional[List[int]] = None,
-        static_per_cell: int = -1,
+        charge: float = 0.0,
+        fidelity: int = 0,
+        static: Optional[List[Tuple[List[int], List[int], int, int, List[float]]]] = None,
         check_overflow: bool = True,
-        static_open_lengths: Optional[List[float]] = None,
     ):
         super().__init__()
         self.model = model
@@ -61,90 +52,131 @@ class MLFFOpenMMModule(torch.nn.Module):
         self.subset = atoms is not None
         # an empty tensor of the model dtype: TorchScript has no dtype-typed attributes
         self.register_buffer("dtype_probe", torch.zeros(0, dtype=dtype))
-        self.cutoff = float(cutoff)
+        self.register_buffer("charge", torch.tensor(float(charge), dtype=torch.float64))
+        self.register_buffer("fidelity", torch.tensor(int(fidelity), dtype=torch.long))
+        self.cutoffs: List[float] = [float(c) for c in cutoffs]
+        self.box_cutoff = max(self.cutoffs)
         self.periodic = bool(periodic)
-        self.capacity = int(static_capacity)
-        self.grid: List[int] = list(static_grid) if static_grid is not None else [1, 1, 1]
-        self.reach: List[int] = list(static_reach) if static_reach is not None else [1, 1, 1]
-        self.per_cell = int(static_per_cell)
+        n_lists = len(self.cutoffs)
+        self.static = static is not None
+        self.capacities: List[int] = [int(s[3]) for s in static] if static is not None else [-1] * n_lists
+        self.grids: List[List[int]] = [list(s[0]) for s in static] if static is not None else [[1, 1, 1]] * n_lists
+        self.reaches: List[List[int]] = [list(s[1]) for s in static] if static is not None else [[1, 1, 1]] * n_lists
+        self.per_cells: List[int] = [int(s[2]) for s in static] if static is not None else [-1] * n_lists
         self.check_overflow = bool(check_overflow)
-        # static mode, open boundaries: the box never gets smaller than the one the grid was
-        # sized for, so the fixed grid's cells stay at least a cutoff wide
+        # static mode, open boundaries: the box never gets smaller than the one the grids were
+        # sized for, so the fixed grids' cells stay at least a cutoff wide
         self.register_buffer(
             "open_lengths",
-            torch.tensor(static_open_lengths if static_open_lengths is not None else [0.0, 0.0, 0.0], dtype=torch.float64),
+            torch.tensor(static[0][4] if static is not None else [0.0, 0.0, 0.0], dtype=torch.float64),
         )
         self.length_scale = NM_TO_ANGSTROM
         self.energy_scale = EV_TO_KJ_PER_MOL
         self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
 
-    def forward(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        n_total = positions.shape[0]
+    def _graph(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """ML-atom positions (Å), each list's edges and vectors, and the overflow/non-finite flags."""
         pos = positions.detach().to(torch.float64)
         if self.subset:
             pos = pos[self.atoms]
         pos = pos * self.length_scale
+        # NaN/inf positions would fall out of every cell and silently get no neighbours:
+        # poison the result instead (no read-back, so CUDA graphs still work)
+        bad = ~torch.isfinite(pos).all()
         if self.periodic:
             if boxvectors is None:
                 raise RuntimeError("mlff: this force is periodic but OpenMM passed no box vectors")
             box = boxvectors.detach().to(torch.float64) * self.length_scale
+            bad = bad | ~torch.isfinite(box).all()
         else:
-            box, _ = open_box(pos, self.cutoff)
-            if self.capacity >= 0:
+            box, _ = open_box(torch.nan_to_num(pos), self.box_cutoff)
+            if self.static:
                 box = torch.diag(torch.maximum(torch.diagonal(box), self.open_lengths.to(box.device)))
+        pos = torch.nan_to_num(pos)
+        overflow = torch.zeros((), dtype=torch.bool, device=pos.device)
+        eis: List[torch.Tensor] = []
+        evs: List[torch.Tensor] = []
+        widths = perpendicular_widths(box)
+        for k, cutoff in enumerate(self.cutoffs):
+            if self.static:
+                shape = self.grids[k]
+                reach = self.reaches[k]
+            else:
+                shape = grid_shape(widths, cutoff, pos.shape[0])
+                r = search_range(widths, shape, cutoff)
+                reach = [int(r[0]), int(r[1]), int(r[2])]
+            edge_index, images, frac, valid, over = neighbor_pairs(
+                pos, box, cutoff, shape, reach, self.per_cells[k], self.capacities[k]
+            )
+            if self.static:
+                # a box that shrank (NPT) can make the fixed grid's cells narrower than the cutoff
+                grid_t = int_vector(shape, pos.device).to(torch.float64)
+                reach_t = int_vector(reach, pos.device).to(torch.float64)
+                overflow = overflow | over | (cutoff * grid_t / widths > reach_t).any()
+            i = edge_index[0]
+            j = edge_index[1]
+            if self.periodic:
+                vectors = (frac[j] - frac[i] + images) @ box
+            else:
+                vectors = pos[j] - pos[i]
+            if self.static:
+                # padding edges sit past the cutoff, where every contract model gives zero weight
+                far = torch.zeros_like(vectors)
+                far[:, 0] = 2.0 * cutoff
+                vectors = torch.where(valid.unsqueeze(1), vectors, far)
+            eis.append(edge_index)
+            evs.append(vectors.to(self.dtype_probe.dtype).detach().requires_grad_(True))
+        if self.static and self.check_overflow and bool(overflow):
+            raise RuntimeError(
+                "mlff: the static neighbour list overflowed (more pairs or atoms per cell than "
+                "its fixed capacity, or the box shrank below its grid); rebuild MLFFForce "
+                "with a larger static_capacity_factor or without static shapes"
+            )
+        return pos, eis, evs, overflow, bad
 
-        if self.capacity >= 0:
-            shape = self.grid
-            reach = self.reach
-        else:
-            widths = perpendicular_widths(box)
-            shape = grid_shape(widths, self.cutoff, pos.shape[0])
-            r = search_range(widths, shape, self.cutoff)
-            reach = [int(r[0]), int(r[1]), int(r[2])]
-        edge_index, images, frac, valid, overflow = neighbor_pairs(
-            pos, box, self.cutoff, shape, reach, self.per_cell, self.capacity
-        )
-        if self.capacity >= 0:
-            # a box that shrank (NPT) can make the fixed grid's cells narrower than the cutoff
-            widths = perpendicular_widths(box)
-            grid_t = int_vector(shape, pos.device).to(torch.float64)
-            reach_t = int_vector(reach, pos.device).to(torch.float64)
-            overflow = overflow | (self.cutoff * grid_t / widths > reach_t).any()
-            if self.check_overflow and bool(overflow):
-                raise RuntimeError(
-                    "mlff: the static neighbour list overflowed (more pairs or atoms per cell than "
-                    "its fixed capacity, or the box shrank below its grid); rebuild MLFFForce "
-                    "with a larger static_capacity_factor or without static shapes"
-                )
+    def _system(self) -> Dict[str, torch.Tensor]:
+        return {"charge": self.charge, "fidelity": self.fidelity}
 
-        i = edge_index[0]
-        j = edge_index[1]
-        if self.periodic:
-            vectors = (frac[j] - frac[i] + images) @ box
-        else:
-            vectors = pos[j] - pos[i]
-        if self.capacity >= 0:
-            # padding edges sit past the cutoff, where every contract model gives zero weight
-            far = torch.zeros_like(vectors)
-            far[:, 0] = 2.0 * self.cutoff
-            vectors = torch.where(valid.unsqueeze(1), vectors, far)
-        edge_vectors = vectors.to(self.dtype_probe.dtype).detach().requires_grad_(True)
-
+    def forward(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        n_total = positions.shape[0]
+        pos, eis, evs, overflow, bad = self._graph(positions, boxvectors)
+        n = pos.shape[0]
         # callers run this with grad mode on (openmm-torch does; the PythonForce callback
         # makes sure): TorchScript cannot switch it on itself
-        out = self.model(self.atomic_numbers, edge_index, edge_vectors, pos.shape[0])
-        result = derive_from_energies(out["energies"], edge_index, edge_vectors, pos.shape[0], False, False)
+        out = self.model(self.atomic_numbers, eis, evs, n, self._system())
+        result = derive_from_energies(out["energies"], eis, evs, n, False, False)
         energy = result["energy"].detach().to(torch.float64) * self.energy_scale
         forces = result["forces"].detach().to(torch.float64) * self.force_scale
-        if self.capacity >= 0 and not self.check_overflow:
+        poison = bad
+        if self.static and not self.check_overflow:
             # no read-back allowed (CUDA graphs): make an overflow impossible to miss
-            energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
+            poison = poison | overflow
+        energy = torch.where(poison, torch.full_like(energy, float("nan")), energy)
+        forces = torch.where(poison, torch.full_like(forces, float("nan")), forces)
         if self.subset:
             full = torch.zeros((n_total, 3), dtype=torch.float64, device=forces.device)
             forces = full.index_copy(0, self.atoms, forces)
         return energy, forces.to(positions.dtype)
+
+    @torch.jit.export
+    def outputs(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """The model's outputs for the ML atoms (eV, Å, e): per-atom energies and named outputs.
+
+        Same neighbour lists and system inputs as :meth:`forward`; for
+        :func:`mlff.openmm.evaluate_atoms` and users who want per-atom quantities.
+        """
+        pos, eis, evs, overflow, bad = self._graph(positions, boxvectors)
+        if bool(bad):
+            raise RuntimeError("mlff: non-finite positions or box vectors")
+        out = self.model(self.atomic_numbers, eis, evs, pos.shape[0], self._system())
+        result: Dict[str, torch.Tensor] = {}
+        for key, value in out.items():
+            result[key] = value.detach()
+        return result
 
 
 def static_sizes(
@@ -152,15 +184,17 @@ def static_sizes(
     box_angstrom: Optional[torch.Tensor],
     cutoff: float,
     factor: float = 1.5,
+    box_cutoff: Optional[float] = None,
 ) -> Tuple[List[int], List[int], int, int, List[float]]:
     """Grid, reach, cell occupancy, pair capacity (and open-box lengths) for the static mode.
 
     Taken from one configuration; ``factor`` (> 1) leaves room for density fluctuations
-    and a moderately shrinking periodic box.
+    and a moderately shrinking periodic box. ``box_cutoff`` (default ``cutoff``) sizes
+    the open-boundary box: the largest cutoff of the model, shared by all its lists.
     """
     pos = positions_angstrom.to(torch.float64)
     if box_angstrom is None:
-        box, _ = open_box(pos, cutoff)
+        box, _ = open_box(pos, box_cutoff if box_cutoff is not None else cutoff)
         open_lengths = [float(x) for x in torch.diagonal(box)]
         shrink = 1.0  # the module never lets an open box shrink below this one
     else:

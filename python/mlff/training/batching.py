@@ -9,7 +9,7 @@ structure sizes vary.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,39 +21,44 @@ from ..neighbors import graph_from_atoms
 @dataclass
 class Sample:
     numbers: torch.Tensor  # [n]
-    edge_index: torch.Tensor  # [2, E]
-    edge_vectors: torch.Tensor  # [E, 3]
+    edge_indices: List[torch.Tensor]  # per neighbour list [2, E_k]
+    edge_vectors: List[torch.Tensor]  # per neighbour list [E_k, 3]
     energy: float
     forces: torch.Tensor  # [n, 3]
     stress: Optional[torch.Tensor]  # [3, 3], ASE sign, or None
     volume: float
     record_id: str
+    charge: float = 0.0
 
     @property
     def n_atoms(self) -> int:
         return int(self.numbers.shape[0])
 
 
-def build_samples(records: Sequence[Record], cutoff: float, dtype: torch.dtype) -> List[Sample]:
+def build_samples(
+    records: Sequence[Record], cutoffs: Union[float, Sequence[float]], dtype: torch.dtype
+) -> List[Sample]:
+    """One pre-built graph per record, one edge set per neighbour-list cutoff of the model."""
     from ase.stress import voigt_6_to_full_3x3_stress
 
     samples = []
     for rec in records:
         atoms = rec.to_atoms()
-        g = graph_from_atoms(atoms, cutoff, dtype)
+        g = graph_from_atoms(atoms, cutoffs, dtype)
         stress = None
         if rec.stress is not None and rec.periodic:
             stress = torch.as_tensor(voigt_6_to_full_3x3_stress(np.asarray(rec.stress)), dtype=dtype)
         samples.append(
             Sample(
                 numbers=g.atomic_numbers,
-                edge_index=g.edge_index,
-                edge_vectors=g.edge_vectors().detach(),
+                edge_indices=g.edge_indices,
+                edge_vectors=[ev.detach() for ev in g.edge_vectors()],
                 energy=float(rec.energy),
                 forces=torch.tensor(np.array(rec.forces), dtype=dtype),
                 stress=stress,
                 volume=float(atoms.get_volume()) if rec.periodic else 0.0,
                 record_id=rec.id,
+                charge=float(atoms.info.get("charge", 0.0)),
             )
         )
     return samples
@@ -85,9 +90,10 @@ def epoch_batches(sizes: Sequence[int], batch_atoms: int, seed: int, epoch: int)
 @dataclass
 class Batch:
     numbers: torch.Tensor
-    edge_index: torch.Tensor
-    edge_vectors: torch.Tensor
+    edge_indices: List[torch.Tensor]
+    edge_vectors: List[torch.Tensor]
     batch: torch.Tensor  # [N] structure index per atom
+    charge: torch.Tensor  # [B] float64 total charges
     n_atoms: torch.Tensor  # [B]
     energy: torch.Tensor  # [B]
     forces: torch.Tensor  # [N, 3]
@@ -99,22 +105,33 @@ class Batch:
     def n_structures(self) -> int:
         return int(self.n_atoms.shape[0])
 
+    def system(self) -> Dict[str, torch.Tensor]:
+        """The contract's system inputs for a batch: per-structure values plus ``batch``."""
+        return {
+            "charge": self.charge,
+            "fidelity": torch.zeros_like(self.n_atoms),
+            "batch": self.batch,
+        }
+
 
 def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
     offset = 0
-    edge_index = []
+    n_lists = len(samples[0].edge_indices)
+    edge_indices: List[List[torch.Tensor]] = [[] for _ in range(n_lists)]
     batch = []
     for k, s in enumerate(samples):
-        edge_index.append(s.edge_index + offset)
+        for m in range(n_lists):
+            edge_indices[m].append(s.edge_indices[m] + offset)
         batch.append(torch.full((s.n_atoms,), k, dtype=torch.long))
         offset += s.n_atoms
-    dtype = samples[0].edge_vectors.dtype
+    dtype = samples[0].edge_vectors[0].dtype
     stress = torch.stack([s.stress if s.stress is not None else torch.zeros(3, 3, dtype=dtype) for s in samples])
     return Batch(
         numbers=torch.cat([s.numbers for s in samples]).to(device),
-        edge_index=torch.cat(edge_index, dim=1).to(device),
-        edge_vectors=torch.cat([s.edge_vectors for s in samples]).to(device),
+        edge_indices=[torch.cat(e, dim=1).to(device) for e in edge_indices],
+        edge_vectors=[torch.cat([s.edge_vectors[m] for s in samples]).to(device) for m in range(n_lists)],
         batch=torch.cat(batch).to(device),
+        charge=torch.tensor([s.charge for s in samples], dtype=torch.float64, device=device),
         n_atoms=torch.tensor([s.n_atoms for s in samples], device=device),
         energy=torch.tensor([s.energy for s in samples], dtype=dtype, device=device),
         forces=torch.cat([s.forces for s in samples]).to(device),

@@ -26,9 +26,12 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
     Forces come from the same edge-gradient rule every engine uses, so the model is
     trained on exactly the forces it will be run with.
     """
-    ev = b.edge_vectors.detach().requires_grad_(True)
+    evs = [ev.detach().requires_grad_(True) for ev in b.edge_vectors]
     n = int(b.numbers.shape[0])
-    out = evaluate(model, b.numbers, b.edge_index, ev, n, compute_virial=need_stress, create_graph=create_graph)
+    out = evaluate(
+        model, b.numbers, b.edge_indices, evs, n, b.system(), compute_virial=need_stress, create_graph=create_graph
+    )
+    ev = evs[0]
     energy = torch.zeros(b.n_structures, dtype=out["energies"].dtype, device=ev.device).index_add(
         0, b.batch, out["energies"]
     )

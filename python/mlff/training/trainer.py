@@ -286,7 +286,7 @@ class Trainer:
             residual, atoms = 0.0, 0
             for idx in pack(range(len(samples)), [s.n_atoms for s in samples], self.cfg.run.batch_atoms):
                 b = collate([samples[k] for k in idx], self.device)
-                e = self.model(b.numbers, b.edge_index, b.edge_vectors, int(b.numbers.shape[0]))["energies"]
+                e = self.model(b.numbers, b.edge_indices, b.edge_vectors, int(b.numbers.shape[0]), b.system())["energies"]
                 residual += float(b.energy.sum() - e.sum())
                 atoms += int(b.numbers.shape[0])
             if atoms:

@@ -1,0 +1,108 @@
+"""A network plus additive physics terms (D3 dispersion, ZBL, ...) as one contract model.
+
+Trained networks learn the residual of the reference data after the terms; export
+adds the terms back by wrapping network and terms in :class:`AdditiveModel`. Each part
+declares its own neighbour lists; the composite asks the engine for their union (a
+list shared by name and cutoff is built once) and hands every part its own lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..contract import ENERGY_KEY
+
+
+class AdditiveModel(nn.Module):
+    """``energies = network + sum(terms)``; other outputs come from the network.
+
+    The interaction range is the largest of the parts' (each part's own range already
+    covers its lists and hops), and the composite is global if any part is.
+    """
+
+    def __init__(self, network: nn.Module, terms: Sequence[nn.Module]):
+        super().__init__()
+        parts = [network, *terms]
+        lists: List[Tuple[str, float]] = []
+        maps: List[List[int]] = []
+        for part in parts:
+            idx: List[int] = []
+            for name, cutoff in part.neighbor_lists():
+                for k, (n0, c0) in enumerate(lists):
+                    if n0 == name:
+                        if abs(c0 - float(cutoff)) > 1e-12:
+                            raise ValueError(
+                                f"two parts ask for a neighbour list named {name!r} with different "
+                                f"cutoffs ({c0} and {cutoff} Å); give them different names"
+                            )
+                        idx.append(k)
+                        break
+                else:
+                    lists.append((name, float(cutoff)))
+                    idx.append(len(lists) - 1)
+            maps.append(idx)
+        self.parts = nn.ModuleList(parts)
+        self.list_maps: List[List[int]] = maps
+        self._lists = lists
+        net_info = network.contract_info()
+        net_elements = set(net_info["elements"])
+        for term in terms:
+            missing = net_elements - set(term.contract_info()["elements"])
+            if missing:
+                raise ValueError(
+                    f"the {term.contract_info()['kind']} term has no parameters for elements "
+                    f"{sorted(missing)} of the network"
+                )
+
+    @property
+    def network(self) -> nn.Module:
+        return self.parts[0]
+
+    @torch.jit.unused
+    def neighbor_lists(self) -> List[Tuple[str, float]]:
+        return list(self._lists)
+
+    @torch.jit.unused
+    def contract_info(self) -> Dict[str, Any]:
+        infos = [p.contract_info() for p in self.parts]
+        net = dict(infos[0])
+        ranges = []
+        for part, info in zip(self.parts, infos):
+            first = part.neighbor_lists()[0][1]
+            largest = max(c for _, c in part.neighbor_lists())
+            ranges.append(info.get("interaction_range", max(first * info.get("num_interactions", 1), largest)))
+        net["kind"] = "+".join(info["kind"] for info in infos)
+        net["neighbor_lists"] = self.neighbor_lists()
+        net["interaction_range"] = max(ranges)
+        net["locality"] = "global" if any(i.get("locality") == "global" for i in infos) else "local"
+        net["hyperparameters"] = {
+            "network": {"kind": infos[0]["kind"], **infos[0].get("hyperparameters", {})},
+            "terms": [{"kind": i["kind"], **i.get("hyperparameters", {})} for i in infos[1:]],
+        }
+        return net
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        result: Dict[str, torch.Tensor] = {}
+        energies = torch.zeros(atomic_numbers.shape[0], dtype=edge_vectors[0].dtype, device=atomic_numbers.device)
+        for k, part in enumerate(self.parts):
+            idx = self.list_maps[k]
+            eis = [edge_indices[m] for m in idx]
+            evs = [edge_vectors[m] for m in idx]
+            out = part(atomic_numbers, eis, evs, n_local, system)
+            energies = energies + out[ENERGY_KEY]
+            if k == 0:
+                for key, value in out.items():
+                    if key != ENERGY_KEY:
+                        result[key] = value
+        result[ENERGY_KEY] = energies
+        return result
