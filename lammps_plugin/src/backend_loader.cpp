@@ -97,17 +97,15 @@ std::string plugin_directory()
   return ".";
 }
 
-std::unique_ptr<Backend> create_backend(const std::string &model_path, const std::string &dtype,
-                                        const std::string &device, int device_index,
-                                        int local_rank)
+std::unique_ptr<Backend> create_backend(const std::string &data, const std::string &name,
+                                        const BackendOptions &options)
 {
   // a failed attempt is repeated (and reported) each time; a good library is kept for
   // the life of the process: unloading libtorch is not supported
   static Library lib;
   if (!lib.handle) lib = open_library();
   char err[4096] = {0};
-  Backend *b = lib.create(model_path.c_str(), dtype.c_str(), device.c_str(), device_index,
-                          local_rank, err, sizeof(err));
+  Backend *b = lib.create(data.data(), data.size(), name.c_str(), &options, err, sizeof(err));
   if (!b) throw std::runtime_error(err[0] ? err : "unknown error while loading the model");
   return std::unique_ptr<Backend>(b);
 }

@@ -12,9 +12,9 @@ namespace mlff_lmp {
 // Opens libmlff_lammps_torch.so next to the plugin (once per process) after checking
 // that the installed torch is the one the plugin was built against; throws
 // std::runtime_error with instructions otherwise.
-std::unique_ptr<Backend> create_backend(const std::string &model_path, const std::string &dtype,
-                                        const std::string &device, int device_index,
-                                        int local_rank);
+// ``data`` is the model file's content (read on rank 0 and broadcast), ``name`` its path
+std::unique_ptr<Backend> create_backend(const std::string &data, const std::string &name,
+                                        const BackendOptions &options);
 
 std::string plugin_directory();
 

@@ -11,24 +11,50 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace mlff_lmp {
 
-// Contract inputs (see python/mlff/contract.py). Nodes [0, n_local) are owned atoms.
-struct Graph {
-  int64_t n_nodes = 0;
-  int64_t n_local = 0;
-  std::vector<int64_t> species;       // [n_nodes] atomic numbers
+// One neighbour list of the contract (python/mlff/contract.py): E edges.
+struct EdgeList {
   std::vector<int64_t> edge_index;    // [2 * E]: E centres, then E neighbours
   std::vector<double> edge_vectors;   // [3 * E] r_j - r_i in Angstrom
   int64_t n_edges() const { return static_cast<int64_t>(edge_vectors.size() / 3); }
+  void clear()
+  {
+    edge_index.clear();
+    edge_vectors.clear();
+  }
+};
+
+// Contract inputs. Nodes [0, n_local) are owned atoms.
+struct Graph {
+  int64_t n_nodes = 0;
+  int64_t n_local = 0;
+  std::vector<int64_t> species;    // [n_nodes] atomic numbers
+  std::vector<EdgeList> lists;     // one per neighbour list the model declares
+  double charge = 0.0;             // system inputs, fixed for a run
+  int64_t fidelity = 0;
 };
 
 struct Result {
-  std::vector<double> energies;     // [n_local] eV
-  std::vector<double> edge_grad;    // [3 * E] dE/dr_ij in eV/Angstrom
+  std::vector<double> energies;                 // [n_local] eV
+  std::vector<std::vector<double>> edge_grad;   // per list [3 * E] dE/dr_ij in eV/Angstrom
+  // named outputs the caller asked for: per-atom ones [n_local], global ones [1]
+  std::map<std::string, std::vector<double>> outputs;
+};
+
+// What the backend needs to know about the model beyond the file itself.
+struct BackendOptions {
+  std::string dtype;                       // float32 | float64
+  std::string device;                      // cpu | cuda
+  int device_index = -1;                   // -1 picks local_rank % visible devices
+  int local_rank = 0;
+  int contract_version = 2;                // 1: forward(z, edge_index, edge_vectors, n_local)
+  std::string contract_key;                // must equal the module's mlff_contract_key (v2)
+  std::vector<std::string> outputs;        // named outputs to return (besides energies)
 };
 
 class Backend {
@@ -44,10 +70,11 @@ class Backend {
 // Symbols exported by the torch backend library.
 extern "C" {
 typedef const char *(*mlff_backend_string_fn)();
-// device: "cpu" or "cuda"; device_index -1 picks local_rank % visible devices
-typedef mlff_lmp::Backend *(*mlff_backend_create_fn)(const char *model_path, const char *dtype,
-                                                      const char *device, int device_index,
-                                                      int local_rank, char *err, size_t errlen);
+// the model file's bytes (read on rank 0 and broadcast), its name for messages
+typedef mlff_lmp::Backend *(*mlff_backend_create_fn)(const char *data, size_t size,
+                                                      const char *name,
+                                                      const mlff_lmp::BackendOptions *options,
+                                                      char *err, size_t errlen);
 }
 
 #endif

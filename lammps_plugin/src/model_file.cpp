@@ -3,7 +3,10 @@
 
 #include "json.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -156,13 +159,42 @@ std::string element_symbol(int z)
   return (z > 0 && z < NSYMBOLS) ? SYMBOLS[z] : "";
 }
 
-ModelInfo read_model_info(const std::string &path)
+std::string read_file(const std::string &path)
 {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("model file '" + path + "' does not exist or cannot be read");
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string buf = ss.str();
+  return ss.str();
+}
+
+std::string ModelInfo::contract_key() const
+{
+  auto g17 = [](double x) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.17g", x);
+    return std::string(buf);
+  };
+  std::string key = "elements=";
+  for (size_t k = 0; k < elements.size(); ++k) key += (k ? "," : "") + std::to_string(elements[k]);
+  key += ";lists=";
+  for (size_t k = 0; k < lists.size(); ++k) {
+    key += (k ? "," : "") + lists[k].name + ":" + g17(lists[k].cutoff);
+    if (lists[k].reach >= 0.0) key += "@" + g17(lists[k].reach);
+  }
+  key += ";range=" + g17(interaction_range) + ";dtype=" + dtype;
+  return key;
+}
+
+const OutputInfo *ModelInfo::output(const std::string &name) const
+{
+  for (const auto &o : outputs)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+ModelInfo parse_model_info(const std::string &path, const std::string &buf)
+{
   const std::string text = read_archive(path, buf);
 
   json meta;
@@ -175,10 +207,10 @@ ModelInfo read_model_info(const std::string &path)
   info.path = path;
   try {
     info.contract_version = meta.value("contract_version", 0);
-    if (info.contract_version != CONTRACT_VERSION) {
+    if (info.contract_version != 1 && info.contract_version != CONTRACT_VERSION) {
       throw std::runtime_error(
           "was written for mlff contract version " + std::to_string(info.contract_version) +
-          "; this plugin reads version " + std::to_string(CONTRACT_VERSION) +
+          "; this plugin reads versions 1 and " + std::to_string(CONTRACT_VERSION) +
           ". Re-export the model with this mlff or install the mlff version that wrote it (" +
           meta.value("mlff_version", std::string("unknown")) + ")");
     }
@@ -190,6 +222,25 @@ ModelInfo read_model_info(const std::string &path)
     info.dtype = meta.at("dtype").get<std::string>();
     info.mlff_version = meta.value("mlff_version", std::string("unknown"));
     info.torch_version = meta.value("torch_version", std::string("unknown"));
+    if (info.contract_version == 1) {
+      info.lists.push_back({"default", info.cutoff});    // one list; outputs were names only
+    } else {
+      for (const auto &nl : meta.at("neighbor_lists")) {
+        ListInfo list{nl.at("name").get<std::string>(), nl.at("cutoff").get<double>(), -1.0};
+        if (nl.contains("reach") && !nl.at("reach").is_null()) list.reach = nl.at("reach").get<double>();
+        info.lists.push_back(list);
+      }
+      for (const auto &o : meta.at("outputs")) {
+        OutputInfo out{o.at("name").get<std::string>(), o.value("per_atom", true),
+                       o.value("unit", std::string())};
+        if (out.name != "energies") info.outputs.push_back(out);
+      }
+      info.fidelities = meta.value("fidelities", std::vector<std::string>());
+      info.uses_charge = meta.value("uses_charge", false);
+      info.global = meta.value("locality", std::string("local")) == "global";
+      if (meta.contains("min_distance") && !meta.at("min_distance").is_null())
+        info.min_distance = meta.at("min_distance").get<double>();
+    }
   } catch (const std::runtime_error &e) {
     throw std::runtime_error(path + " " + e.what());
   } catch (const std::exception &e) {
@@ -199,11 +250,20 @@ ModelInfo read_model_info(const std::string &path)
   for (int z : info.elements)
     if (element_symbol(z).empty())
       throw std::runtime_error(path + ": invalid atomic number " + std::to_string(z));
-  if (!(info.cutoff > 0.0)) throw std::runtime_error(path + ": cutoff must be positive");
+  if (info.lists.empty()) throw std::runtime_error(path + ": the model declares no neighbour list");
+  double largest = 0.0;
+  for (const auto &nl : info.lists) {
+    if (!(nl.cutoff > 0.0))
+      throw std::runtime_error(path + ": neighbour list '" + nl.name + "' has a non-positive cutoff");
+    largest = std::max(largest, nl.cutoff);
+  }
+  if (std::fabs(largest - info.cutoff) > 1e-12)
+    throw std::runtime_error(path + ": cutoff is not the largest neighbour-list cutoff");
   if (info.num_interactions < 1)
     throw std::runtime_error(path + ": num_interactions must be at least 1");
-  if (info.interaction_range + 1e-12 < info.cutoff * info.num_interactions)
-    throw std::runtime_error(path + ": interaction_range is smaller than cutoff*num_interactions");
+  if (info.interaction_range + 1e-12 <
+      std::max(info.lists[0].cutoff * info.num_interactions, info.cutoff))
+    throw std::runtime_error(path + ": interaction_range is smaller than what the neighbour lists reach");
   if (info.dtype != "float32" && info.dtype != "float64")
     throw std::runtime_error(path + ": dtype must be float32 or float64, not " + info.dtype);
   return info;

@@ -13,23 +13,51 @@
 
 namespace mlff_lmp {
 
-constexpr int CONTRACT_VERSION = 1;
+constexpr int CONTRACT_VERSION = 2;    // the newest version this plugin reads (and 1)
+
+struct ListInfo {
+  std::string name;
+  double cutoff = 0.0;
+  // edges are needed only for centres within reach of a counted atom; -1: unknown
+  // (then the interaction range)
+  double reach = -1.0;
+};
+
+struct OutputInfo {
+  std::string name;
+  bool per_atom = true;
+  std::string unit;
+};
 
 struct ModelInfo {
   std::string path;
   int contract_version = 0;
   std::string kind;
-  std::vector<int> elements;    // atomic numbers, sorted
-  double cutoff = 0.0;
+  std::vector<int> elements;        // atomic numbers, sorted
+  std::vector<ListInfo> lists;      // neighbour lists the model asks for, in call order
+  double cutoff = 0.0;              // the largest list cutoff
   int num_interactions = 1;
   double interaction_range = 0.0;
   std::string dtype;
+  std::vector<OutputInfo> outputs;    // named outputs besides the energies
+  std::vector<std::string> fidelities;
+  bool uses_charge = false;
+  bool global = false;              // locality "global": whole-system terms
+  double min_distance = -1.0;       // shortest distance in the training data, -1 if unknown
   std::string mlff_version;
   std::string torch_version;
+
+  // elements/lists/range/dtype in the canonical form python/mlff/contract.py writes
+  std::string contract_key() const;
+  const OutputInfo *output(const std::string &name) const;
 };
 
-// throws std::runtime_error naming the file and what is wrong with it
-ModelInfo read_model_info(const std::string &path);
+// The whole file (rank 0 reads it; the pair style broadcasts the bytes).
+std::string read_file(const std::string &path);
+
+// Validates the archive (CRCs) and the metadata; throws std::runtime_error naming the
+// file and what is wrong with it.
+ModelInfo parse_model_info(const std::string &path, const std::string &buf);
 
 // periodic table helpers: 0 / "" when unknown
 int atomic_number(const std::string &symbol);

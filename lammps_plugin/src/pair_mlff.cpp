@@ -2,9 +2,10 @@
    mlff LAMMPS plugin: pair_style mlff (GPL-2.0-or-later, see ../LICENSE)
 
    Implements the mlff exported-model contract (python/mlff/contract.py) in LAMMPS:
-   the graph is built from LAMMPS's full neighbour list, edges beyond the model cutoff
-   are dropped here, and forces, virial and per-atom virial follow from dE/dr_ij:
-   F_i += g, F_j -= g, W = -sum r_ij (x) g, half of each edge's W to i and to j.
+   one full neighbour list at the largest cutoff the model asks for is filtered into
+   one edge set per model list, and forces, virial and per-atom virial follow from
+   dE/dr_ij of every list: F_i += g, F_j -= g, W = -sum r_ij (x) g, half of each
+   edge's W to i and to j.
 ------------------------------------------------------------------------- */
 
 #include "pair_mlff.h"
@@ -22,16 +23,17 @@
 #include "backend_loader.h"
 #include "build_info.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
-#include <unordered_map>
 
 using namespace LAMMPS_NS;
 
 namespace {
-// CODATA-based value LAMMPS itself uses to relate real and metal units
-constexpr double KCAL_PER_MOL_PER_EV = 23.060549;
+// a structure with a pair closer than this fraction of the shortest training distance
+// is far outside what the model has seen (the Python engines use the same rule)
+constexpr double CLOSE_CONTACT_FRACTION = 0.75;
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
@@ -54,6 +56,17 @@ PairMLFF::~PairMLFF()
     memory->destroy(cutsq);
     memory->destroy(cutghost);
   }
+  memory->destroy(peratom_out_);
+}
+
+double PairMLFF::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += (double) nmax_out_ * peratom_names_.size() * sizeof(double);
+  bytes += (double) (atom_node_.size() + node_atom_.size() + hop_.size()) * sizeof(int);
+  for (const auto &list : graph_.lists)
+    bytes += (double) list.edge_index.size() * sizeof(int64_t) + list.edge_vectors.size() * sizeof(double);
+  return bytes;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -77,7 +90,7 @@ void PairMLFF::check_units()
   if (units == "metal")
     energy_factor_ = 1.0;
   else if (units == "real")
-    energy_factor_ = KCAL_PER_MOL_PER_EV;
+    energy_factor_ = utils::get_conversion_factor(utils::ENERGY, utils::METAL2REAL);
   else
     error->all(FLERR,
                "pair_style mlff supports 'units metal' (eV, Angstrom) and 'units real' "
@@ -87,16 +100,19 @@ void PairMLFF::check_units()
 
 /* ----------------------------------------------------------------------
    pair_style mlff MODEL [device cpu|cuda|cuda:N] [graph auto|ghosts]
+                         [charge Q] [fidelity NAME|INDEX]
 ------------------------------------------------------------------------- */
 
 void PairMLFF::settings(int narg, char **arg)
 {
   if (narg < 1)
     error->all(FLERR, "Illegal pair_style mlff command: expected pair_style mlff MODEL.pt "
-                      "[device cpu|cuda|cuda:N]");
+                      "[device cpu|cuda|cuda:N] [graph auto|ghosts] [charge Q] [fidelity NAME|INDEX]");
   check_units();
   std::string path = arg[0];
-  std::string device = "cpu";
+  std::string device = "cpu", fidelity;
+  bool have_charge = false;
+  double charge = 0.0;
   force_ghost_mode_ = false;
   for (int iarg = 1; iarg < narg; iarg += 2) {
     std::string key = arg[iarg];
@@ -111,8 +127,14 @@ void PairMLFF::settings(int narg, char **arg)
         force_ghost_mode_ = true;
       else
         error->all(FLERR, "pair_style mlff: graph must be auto or ghosts, not {}", val);
+    } else if (key == "charge") {
+      charge = utils::numeric(FLERR, val, false, lmp);
+      have_charge = true;
+    } else if (key == "fidelity") {
+      fidelity = val;
     } else {
-      error->all(FLERR, "pair_style mlff: unknown keyword '{}' (known: device, graph)", key);
+      error->all(FLERR, "pair_style mlff: unknown keyword '{}' (known: device, graph, charge, fidelity)",
+                 key);
     }
   }
   if (device == "cpu") {
@@ -128,12 +150,72 @@ void PairMLFF::settings(int narg, char **arg)
     error->all(FLERR, "pair_style mlff: device must be cpu, cuda or cuda:N, not '{}'", device);
   }
 
+  // read the file once, on rank 0, and broadcast its bytes: on a cluster every rank
+  // reading (and CRC-checking) the same file at once hammers the shared file system
+  std::string data, failure;
+  if (comm->me == 0) {
+    try {
+      data = mlff_lmp::read_file(path);
+    } catch (std::exception &e) {
+      failure = e.what();
+    }
+  }
+  int nfail = static_cast<int>(failure.size());
+  MPI_Bcast(&nfail, 1, MPI_INT, 0, world);
+  if (nfail) {
+    failure.resize(nfail);
+    MPI_Bcast(&failure[0], nfail, MPI_CHAR, 0, world);
+    error->all(FLERR, "pair_style mlff: {}", failure);
+  }
+  bigint size = static_cast<bigint>(data.size());
+  MPI_Bcast(&size, 1, MPI_LMP_BIGINT, 0, world);
+  data.resize(size);
+  for (bigint off = 0; off < size; off += MAXSMALLINT) {
+    int chunk = static_cast<int>(std::min<bigint>(MAXSMALLINT, size - off));
+    MPI_Bcast(&data[off], chunk, MPI_CHAR, 0, world);
+  }
+
   try {
-    model_ = mlff_lmp::read_model_info(path);
+    model_ = mlff_lmp::parse_model_info(path, data);
   } catch (std::exception &e) {
     error->all(FLERR, "pair_style mlff: {}", e.what());
   }
-  cut_model_sq_ = model_.cutoff * model_.cutoff;
+  cut_sq_.clear();
+  for (const auto &nl : model_.lists) cut_sq_.push_back(nl.cutoff * nl.cutoff);
+  cut_first_sq_ = cut_sq_.front();
+
+  // system inputs: the same checks and wording as ModelMetadata in python/mlff/contract.py
+  std::string valid;
+  for (size_t k = 0; k < model_.fidelities.size(); k++)
+    valid += fmt::format("{}{} ('{}')", k ? ", " : "", k, model_.fidelities[k]);
+  if (valid.empty()) valid = "0 (the only one)";
+  fidelity_ = 0;
+  if (!fidelity.empty()) {
+    if (utils::is_integer(fidelity)) {
+      fidelity_ = utils::inumeric(FLERR, fidelity, false, lmp);
+      int n = std::max<int>(1, model_.fidelities.size());
+      if (fidelity_ < 0 || fidelity_ >= n)
+        error->all(FLERR, "pair_style mlff: fidelity index {} is out of range; model {} has: {}",
+                   fidelity_, path, valid);
+    } else {
+      auto it = std::find(model_.fidelities.begin(), model_.fidelities.end(), fidelity);
+      if (it == model_.fidelities.end())
+        error->all(FLERR, "pair_style mlff: unknown fidelity '{}'; model {} has: {}", fidelity, path,
+                   valid);
+      fidelity_ = static_cast<int>(it - model_.fidelities.begin());
+    }
+  }
+  if (have_charge && charge != 0.0 && !model_.uses_charge)
+    error->all(FLERR,
+               "pair_style mlff: total charge {} was given, but this {} model has no charge input "
+               "(it was trained on neutral systems only and would ignore it); use a model trained "
+               "with total charges, or leave the charge at 0",
+               charge, model_.kind);
+  charge_ = charge;
+
+  peratom_names_.clear();
+  for (const auto &o : model_.outputs)
+    if (o.per_atom) peratom_names_.push_back(o.name);
 
   // ranks sharing a node share its GPUs: "device cuda" spreads them round-robin
   int local_rank = 0;
@@ -144,10 +226,19 @@ void PairMLFF::settings(int narg, char **arg)
     MPI_Comm_free(&node);
   }
 
+  mlff_lmp::BackendOptions options;
+  options.dtype = model_.dtype;
+  options.device = device_type_;
+  options.device_index = device_index_;
+  options.local_rank = local_rank;
+  options.contract_version = model_.contract_version;
+  options.contract_key = model_.contract_key();
+  for (const auto &o : model_.outputs) options.outputs.push_back(o.name);
+
   backend_.reset();
-  std::string failure;
+  failure.clear();
   try {
-    backend_ = mlff_lmp::create_backend(path, model_.dtype, device_type_, device_index_, local_rank);
+    backend_ = mlff_lmp::create_backend(data, path, options);
   } catch (std::exception &e) {
     failure = e.what();
   }
@@ -159,16 +250,23 @@ void PairMLFF::settings(int narg, char **arg)
   if (anybad) error->all(FLERR, "pair_style mlff: loading the model failed on another rank");
 
   if (comm->me == 0) {
-    std::string elements;
+    std::string elements, lists, outputs;
     for (int z : model_.elements) elements += " " + mlff_lmp::element_symbol(z);
+    for (const auto &nl : model_.lists) lists += fmt::format(" {} {} A", nl.name, nl.cutoff);
+    for (const auto &o : model_.outputs) outputs += " " + o.name;
     utils::logmesg(lmp,
-                   "pair mlff: {} ({}, elements{}, cutoff {} A, {} interaction(s), interaction "
-                   "range {} A, {}, written by mlff {} / torch {}) on {}\n"
-                   "pair mlff: plugin of mlff " MLFF_VERSION " built for LAMMPS " MLFF_LAMMPS_VERSION
-                   " and torch " MLFF_TORCH_VERSION "\n",
-                   path, model_.kind, elements, model_.cutoff, model_.num_interactions,
+                   "pair mlff: {} ({}, elements{}, lists{}, {} interaction(s), interaction "
+                   "range {} A, {}, written by mlff {} / torch {}) on {}\n",
+                   path, model_.kind, elements, lists, model_.num_interactions,
                    model_.interaction_range, model_.dtype, model_.mlff_version,
                    model_.torch_version, backend_->device());
+    if (!outputs.empty() || model_.uses_charge || !model_.fidelities.empty())
+      utils::logmesg(lmp, "pair mlff: outputs{}{}; total charge {}; fidelity {}{}\n",
+                     outputs.empty() ? " (energies only)" : outputs, "", charge_, fidelity_,
+                     model_.fidelities.empty() ? "" : " (" + model_.fidelities[fidelity_] + ")");
+    utils::logmesg(lmp,
+                   "pair mlff: plugin of mlff " MLFF_VERSION " built for LAMMPS " MLFF_LAMMPS_VERSION
+                   " and torch " MLFF_TORCH_VERSION "\n");
   }
 }
 
@@ -180,11 +278,17 @@ void PairMLFF::coeff(int narg, char **arg)
 {
   if (!allocated) allocate();
   int ntypes = atom->ntypes;
-  if (narg != 2 + ntypes)
+  if (narg != 2 + ntypes) {
+    // in pair_style hybrid a second sub-style on the same line ends up here as extra words
+    std::string words;
+    for (int k = 2; k < narg; k++) words += std::string(" ") + arg[k];
     error->all(FLERR,
                "pair_coeff for mlff needs * * and one element symbol (or NULL) per atom type: "
-               "{} types, got {} symbols",
-               ntypes, narg - 2);
+               "{} types, got {} words ({}). In pair_style hybrid or hybrid/overlay every "
+               "sub-style takes its own pair_coeff line, e.g. 'pair_coeff * * mlff Cu' and "
+               "'pair_coeff 1 1 zbl 29 29'",
+               ntypes, narg - 2, words);
+  }
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for mlff must start with * * (one line maps all types)");
 
@@ -249,10 +353,29 @@ void PairMLFF::init_style()
                       "back to their owners (remove 'newton off')");
   map_types();
 
+  // whole-system terms (a charge normalisation over all atoms, an Ewald sum) see only
+  // this rank's atoms: never a silently per-rank result
+  if (model_.global && comm->nprocs > 1)
+    error->all(FLERR,
+               "pair_style mlff: model {} has whole-system terms (locality 'global', e.g. a charge "
+               "normalisation over all atoms), which this plugin evaluates exactly on one MPI rank "
+               "only; run it with one rank (mpirun -np 1, or one rank per replica with -partition), "
+               "or use a model whose terms are all local",
+               model_.path);
+
   ghost_mode_ = force_ghost_mode_ || comm->nprocs > 1 || !atom->tag_enable;
+  if (atom->tag_enable && atom->map_style == Atom::MAP_NONE) {
+    // ghosts that are periodic images of owned atoms are found through the atom map;
+    // LAMMPS keeps it up to date from now on (as after 'atom_modify map yes')
+    atom->map_user = Atom::MAP_YES;
+    atom->map_style_set();
+    atom->map_init();
+    atom->map_set();
+  }
   if (ghost_mode_) {
-    // message passing reaches num_interactions * cutoff; atoms move up to skin/2
-    // between neighbour list builds, so the ghost shell must cover range + skin
+    // message passing reaches num_interactions * cutoff (and longer lists their own range);
+    // atoms move up to skin/2 between neighbour list builds, so the ghost shell must cover
+    // range + skin
     double need = model_.interaction_range + neighbor->skin;
     if (comm->mode != Comm::SINGLE)
       error->all(FLERR, "pair_style mlff needs comm_modify mode single");
@@ -277,9 +400,22 @@ void PairMLFF::init_style()
 
 double PairMLFF::init_one(int i, int j)
 {
-  // neighbours of ghost atoms are only needed within the model cutoff
+  if (setflag[i][j] == 0)
+    error->all(FLERR,
+               "pair mlff: no coefficients for atom types {} and {} (NULL in pair_coeff); NULL "
+               "types are for pair_style hybrid or hybrid/overlay, where another sub-style "
+               "handles them",
+               i, j);
+  // neighbours of ghost atoms are only needed within the largest model cutoff
   cutghost[i][j] = cutghost[j][i] = model_.cutoff;
   return model_.cutoff;
+}
+
+int PairMLFF::output_column(const std::string &name) const
+{
+  for (size_t k = 0; k < peratom_names_.size(); k++)
+    if (peratom_names_[k] == name) return static_cast<int>(k);
+  return -1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -289,14 +425,45 @@ void PairMLFF::compute(int eflag, int vflag)
   ev_init(eflag, vflag);
   try {
     build_graph();
+    graph_.charge = charge_;
+    graph_.fidelity = fidelity_;
     if (graph_.n_nodes > 0) {
       backend_->compute(graph_, result_);
       apply_result();
     }
+    store_outputs();
   } catch (std::exception &e) {
     // rank-local failure (other ranks may be fine): abort all with the message
     error->one(FLERR, "pair mlff: {}", e.what());
   }
+  check_distances();
+  last_step_ = update->ntimestep;
+}
+
+// squared distance from x to this rank's subdomain (a lower bound for triclinic boxes:
+// the largest distance to one of the bounding planes)
+double PairMLFF::subdomain_distance_sq(const double *x) const
+{
+  if (!domain->triclinic) {
+    double dsq = 0.0;
+    for (int d = 0; d < 3; d++) {
+      double out = std::max({0.0, domain->sublo[d] - x[d], x[d] - domain->subhi[d]});
+      dsq += out * out;
+    }
+    return dsq;
+  }
+  double lamda[3];
+  domain->x2lamda(const_cast<double *>(x), lamda);
+  const double *hi = domain->h_inv;
+  // rows of h_inv: d(lamda_k)/dx; 1/|row| is the distance per unit of lamda_k
+  const double row[3][3] = {{hi[0], hi[5], hi[4]}, {0.0, hi[1], hi[3]}, {0.0, 0.0, hi[2]}};
+  double best = 0.0;
+  for (int d = 0; d < 3; d++) {
+    double out = std::max({0.0, domain->sublo_lamda[d] - lamda[d], lamda[d] - domain->subhi_lamda[d]});
+    double norm = std::sqrt(row[d][0] * row[d][0] + row[d][1] * row[d][1] + row[d][2] * row[d][2]);
+    best = std::max(best, out / norm);
+  }
+  return best * best;
 }
 
 void PairMLFF::build_graph()
@@ -309,13 +476,18 @@ void PairMLFF::build_graph()
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
+  const size_t nlists = cut_sq_.size();
 
   graph_.species.clear();
-  graph_.edge_index.clear();
-  graph_.edge_vectors.clear();
+  graph_.lists.resize(nlists);
+  edge_i_.resize(nlists);
+  edge_j_.resize(nlists);
+  for (size_t k = 0; k < nlists; k++) {
+    graph_.lists[k].clear();
+    edge_i_[k].clear();
+    edge_j_[k].clear();
+  }
   node_atom_.clear();
-  edge_i_.clear();
-  edge_j_.clear();
   atom_node_.assign(nall, -1);
 
   for (int ii = 0; ii < inum; ii++) {
@@ -326,31 +498,32 @@ void PairMLFF::build_graph()
   }
   const int n_local = static_cast<int>(node_atom_.size());
 
-  auto within = [&](int i, int j) {
+  auto dist_sq = [&](int i, int j) {
     double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-    return dx * dx + dy * dy + dz * dz < cut_model_sq_;
+    return dx * dx + dy * dy + dz * dz;
   };
-  auto add_edge = [&](int i, int j) {
-    edge_i_.push_back(i);
-    edge_j_.push_back(j);
-    graph_.edge_vectors.push_back(x[j][0] - x[i][0]);
-    graph_.edge_vectors.push_back(x[j][1] - x[i][1]);
-    graph_.edge_vectors.push_back(x[j][2] - x[i][2]);
+  // every list is filtered from LAMMPS's one list at the largest cutoff (+ skin)
+  auto add_edges = [&](int i, int j, double rsq) {
+    for (size_t k = 0; k < nlists; k++) {
+      if (rsq >= cut_sq_[k]) continue;
+      auto &list = graph_.lists[k];
+      edge_i_[k].push_back(i);
+      edge_j_[k].push_back(j);
+      list.edge_vectors.push_back(x[j][0] - x[i][0]);
+      list.edge_vectors.push_back(x[j][1] - x[i][1]);
+      list.edge_vectors.push_back(x[j][2] - x[i][2]);
+    }
   };
 
   // a ghost that is a periodic image of an atom owned here is that atom's node: with
   // one rank that is every ghost (the periodic graph ASE builds); with several it
   // spares the images across periodic directions the rank spans by itself
-  std::unordered_map<tagint, int> owner;
-  if (atom->tag_enable) {
-    owner.reserve(2 * n_local + 1);
-    for (int k = 0; k < n_local; k++) owner[atom->tag[node_atom_[k]]] = k;
-  }
+  const bool have_map = atom->tag_enable && atom->map_style != Atom::MAP_NONE;
   auto own_image = [&](int j) {
-    if (j < nlocal || !atom->tag_enable) return false;
-    auto it = owner.find(atom->tag[j]);
-    if (it == owner.end()) return false;
-    atom_node_[j] = it->second;
+    if (j < nlocal || !have_map) return false;
+    int m = atom->map(atom->tag[j]);
+    if (m < 0 || m >= nlocal || atom_node_[m] < 0) return false;
+    atom_node_[j] = atom_node_[m];
     return true;
   };
 
@@ -360,14 +533,16 @@ void PairMLFF::build_graph()
       const int *jlist = firstneigh[i];
       for (int jj = 0; jj < numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
-        if (type_z_[type[j]] <= 0 || !within(i, j)) continue;
+        if (type_z_[type[j]] <= 0) continue;
+        double rsq = dist_sq(i, j);
+        if (rsq >= model_.cutoff * model_.cutoff) continue;
         if (atom_node_[j] < 0 && !own_image(j))
           throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
                                    " has no owned image on this rank");
-        add_edge(i, j);
+        add_edges(i, j, rsq);
       }
     }
-  } else {
+  } else if (nlists == 1) {
     // only atoms within num_interactions hops of an owned atom can change owned
     // energies, and only edges centred within num_interactions-1 hops carry a message
     // that arrives in time: prune the rest of the (large) ghost shell
@@ -381,7 +556,7 @@ void PairMLFF::build_graph()
         const int *jlist = firstneigh[i];
         for (int jj = 0; jj < numneigh[i]; jj++) {
           int j = jlist[jj] & NEIGHMASK;
-          if (hop_[j] >= 0 || type_z_[type[j]] <= 0 || !within(i, j)) continue;
+          if (hop_[j] >= 0 || type_z_[type[j]] <= 0 || dist_sq(i, j) >= cut_first_sq_) continue;
           if (own_image(j)) {
             hop_[j] = 0;    // its neighbourhood is expanded through the owned original
             continue;
@@ -400,23 +575,73 @@ void PairMLFF::build_graph()
       const int *jlist = firstneigh[i];
       for (int jj = 0; jj < numneigh[i]; jj++) {
         int j = jlist[jj] & NEIGHMASK;
-        if (type_z_[type[j]] <= 0 || !within(i, j)) continue;
+        if (type_z_[type[j]] <= 0) continue;
+        double rsq = dist_sq(i, j);
+        if (rsq >= cut_first_sq_) continue;
         if (atom_node_[j] < 0 && !own_image(j))
           throw std::runtime_error("internal error: neighbour outside the message-passing shell");
-        add_edge(i, j);
+        add_edges(i, j, rsq);
+      }
+    }
+  } else {
+    // several lists (a network plus a long-range term): no hop structure to prune by.
+    // Every atom of the ghost shell is a node; list k carries the edges centred on atoms
+    // within its reach of an owned atom. Atoms near the outer edge of the shell have
+    // incomplete neighbourhoods, but the shell is interaction range + skin wide, so
+    // nothing computed from them reaches an owned atom's energy.
+    const int nghost_list = list->gnum;
+    for (int ii = inum; ii < inum + nghost_list; ii++) {
+      int j = ilist[ii];
+      if (type_z_[type[j]] <= 0 || atom_node_[j] >= 0 || own_image(j)) continue;
+      atom_node_[j] = static_cast<int>(node_atom_.size());
+      node_atom_.push_back(j);
+    }
+    // owned atoms lie within this rank's subdomain grown by skin/2 (they move at most
+    // that far between neighbour-list builds), so the distance to the subdomain minus
+    // skin/2 is a lower bound of the distance to the nearest owned atom
+    std::vector<double> reach_sq(nlists);
+    for (size_t k = 0; k < nlists; k++) {
+      double reach = model_.lists[k].reach >= 0.0 ? model_.lists[k].reach : model_.interaction_range;
+      reach += 0.5 * neighbor->skin;
+      reach_sq[k] = reach * reach;
+    }
+    for (size_t n = 0; n < node_atom_.size(); n++) {
+      int i = node_atom_[n];
+      double dsq = n < static_cast<size_t>(n_local) ? 0.0 : subdomain_distance_sq(x[i]);
+      const int *jlist = firstneigh[i];
+      for (int jj = 0; jj < numneigh[i]; jj++) {
+        int j = jlist[jj] & NEIGHMASK;
+        if (type_z_[type[j]] <= 0) continue;
+        double rsq = dist_sq(i, j);
+        if (rsq >= model_.cutoff * model_.cutoff) continue;
+        // a neighbour of a shell atom that is not in the ghost list lies beyond the
+        // interaction range of every owned atom: the edge cannot reach owned energies
+        if (atom_node_[j] < 0 && !own_image(j)) continue;
+        for (size_t k = 0; k < nlists; k++) {
+          if (rsq >= cut_sq_[k] || dsq > reach_sq[k]) continue;
+          auto &el = graph_.lists[k];
+          edge_i_[k].push_back(i);
+          edge_j_[k].push_back(j);
+          el.edge_vectors.push_back(x[j][0] - x[i][0]);
+          el.edge_vectors.push_back(x[j][1] - x[i][1]);
+          el.edge_vectors.push_back(x[j][2] - x[i][2]);
+        }
       }
     }
   }
 
-  const size_t ne = edge_i_.size();
   graph_.n_nodes = static_cast<int64_t>(node_atom_.size());
   graph_.n_local = n_local;
   graph_.species.resize(node_atom_.size());
   for (size_t k = 0; k < node_atom_.size(); k++) graph_.species[k] = type_z_[type[node_atom_[k]]];
-  graph_.edge_index.resize(2 * ne);
-  for (size_t e = 0; e < ne; e++) {
-    graph_.edge_index[e] = atom_node_[edge_i_[e]];
-    graph_.edge_index[ne + e] = atom_node_[edge_j_[e]];
+  for (size_t k = 0; k < nlists; k++) {
+    const size_t ne = edge_i_[k].size();
+    auto &ei = graph_.lists[k].edge_index;
+    ei.resize(2 * ne);
+    for (size_t e = 0; e < ne; e++) {
+      ei[e] = atom_node_[edge_i_[k][e]];
+      ei[ne + e] = atom_node_[edge_j_[k][e]];
+    }
   }
 }
 
@@ -424,7 +649,6 @@ void PairMLFF::apply_result()
 {
   double **f = atom->f;
   const double s = energy_factor_;
-  const size_t ne = edge_i_.size();
   const int n_local = static_cast<int>(graph_.n_local);
 
   for (int k = 0; k < n_local; k++) {
@@ -433,33 +657,84 @@ void PairMLFF::apply_result()
     if (eflag_atom) eatom[node_atom_[k]] += e;
   }
 
-  const double *g = result_.edge_grad.data();
-  const double *r = graph_.edge_vectors.data();
+  for (size_t k = 0; k < graph_.lists.size(); k++) {
+    const size_t ne = edge_i_[k].size();
+    const double *g = result_.edge_grad[k].data();
+    const double *r = graph_.lists[k].edge_vectors.data();
+    for (size_t e = 0; e < ne; e++) {
+      const int i = edge_i_[k][e], j = edge_j_[k][e];
+      const double gx = s * g[3 * e], gy = s * g[3 * e + 1], gz = s * g[3 * e + 2];
+      f[i][0] += gx;
+      f[i][1] += gy;
+      f[i][2] += gz;
+      f[j][0] -= gx;
+      f[j][1] -= gy;
+      f[j][2] -= gz;
+      if (!vflag_either) continue;
+      const double rx = r[3 * e], ry = r[3 * e + 1], rz = r[3 * e + 2];
+      // W_ab = -r_a g_b: LAMMPS's del (x_i - x_j) times the force on i
+      const double w[9] = {-rx * gx, -ry * gy, -rz * gz, -rx * gy, -rx * gz,
+                           -ry * gz, -ry * gx, -rz * gx, -rz * gy};
+      if (vflag_global)
+        for (int c = 0; c < 6; c++) virial[c] += w[c];
+      if (vflag_atom)
+        for (int c = 0; c < 6; c++) {
+          vatom[i][c] += 0.5 * w[c];
+          vatom[j][c] += 0.5 * w[c];
+        }
+      if (cvflag_atom)
+        for (int c = 0; c < 9; c++) {
+          cvatom[i][c] += 0.5 * w[c];
+          cvatom[j][c] += 0.5 * w[c];
+        }
+    }
+  }
+}
+
+// per-atom named outputs of owned atoms, kept for compute mlff/atom
+void PairMLFF::store_outputs()
+{
+  const int ncol = static_cast<int>(peratom_names_.size());
+  if (ncol == 0) return;
+  if (atom->nmax > nmax_out_) {
+    memory->destroy(peratom_out_);
+    nmax_out_ = atom->nmax;
+    memory->create(peratom_out_, nmax_out_, ncol, "pair:mlff:peratom_out");
+  }
+  for (int i = 0; i < atom->nlocal; i++)
+    for (int c = 0; c < ncol; c++) peratom_out_[i][c] = 0.0;
+  if (graph_.n_nodes == 0) return;
+  for (int c = 0; c < ncol; c++) {
+    const auto &v = result_.outputs.at(peratom_names_[c]);
+    for (int k = 0; k < graph_.n_local; k++) peratom_out_[node_atom_[k]][c] = v[k];
+  }
+}
+
+// warn (once) when atoms come much closer than anything in the training data: the model
+// then extrapolates, and usually attracts where it should repel (remedy: ZBL)
+void PairMLFF::check_distances()
+{
+  if (warned_distance_ || !(model_.min_distance > 0.0)) return;
+  double local_min = 1e300;
+  const size_t ne = edge_i_.empty() ? 0 : edge_i_.front().size();
+  const double *r = ne ? graph_.lists.front().edge_vectors.data() : nullptr;
   for (size_t e = 0; e < ne; e++) {
-    const int i = edge_i_[e], j = edge_j_[e];
-    const double gx = s * g[3 * e], gy = s * g[3 * e + 1], gz = s * g[3 * e + 2];
-    f[i][0] += gx;
-    f[i][1] += gy;
-    f[i][2] += gz;
-    f[j][0] -= gx;
-    f[j][1] -= gy;
-    f[j][2] -= gz;
-    if (!vflag_either) continue;
-    const double rx = r[3 * e], ry = r[3 * e + 1], rz = r[3 * e + 2];
-    // W_ab = -r_a g_b: LAMMPS's del (x_i - x_j) times the force on i
-    const double w[9] = {-rx * gx, -ry * gy, -rz * gz, -rx * gy, -rx * gz,
-                         -ry * gz, -ry * gx, -rz * gx, -rz * gy};
-    if (vflag_global)
-      for (int c = 0; c < 6; c++) virial[c] += w[c];
-    if (vflag_atom)
-      for (int c = 0; c < 6; c++) {
-        vatom[i][c] += 0.5 * w[c];
-        vatom[j][c] += 0.5 * w[c];
-      }
-    if (cvflag_atom)
-      for (int c = 0; c < 9; c++) {
-        cvatom[i][c] += 0.5 * w[c];
-        cvatom[j][c] += 0.5 * w[c];
-      }
+    if (edge_i_[0][e] >= atom->nlocal) continue;
+    double rsq = r[3 * e] * r[3 * e] + r[3 * e + 1] * r[3 * e + 1] + r[3 * e + 2] * r[3 * e + 2];
+    local_min = std::min(local_min, rsq);
+  }
+  double global_min = local_min;
+  MPI_Allreduce(&local_min, &global_min, 1, MPI_DOUBLE, MPI_MIN, world);
+  double limit = CLOSE_CONTACT_FRACTION * model_.min_distance;
+  if (global_min < limit * limit) {
+    warned_distance_ = true;
+    if (comm->me == 0)
+      error->warning(FLERR,
+                     "pair mlff: two atoms are {:.3f} A apart at step {}, far closer than the "
+                     "shortest distance in the model's training data ({:.3f} A): the model "
+                     "extrapolates there (and may attract instead of repel). Add a core "
+                     "repulsion, e.g. pair_style hybrid/overlay mlff {} zbl 1.0 2.0 (this warning "
+                     "is shown once)",
+                     std::sqrt(global_min), update->ntimestep, model_.min_distance, model_.path);
   }
 }

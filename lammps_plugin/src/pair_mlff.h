@@ -1,7 +1,8 @@
 /* -*- c++ -*- ----------------------------------------------------------
    mlff LAMMPS plugin: pair_style mlff (GPL-2.0-or-later, see ../LICENSE)
 
-   pair_style mlff MODEL.pt [device cpu|cuda|cuda:N]
+   pair_style mlff MODEL.pt [device cpu|cuda|cuda:N] [graph auto|ghosts]
+                            [charge Q] [fidelity NAME|INDEX]
    pair_coeff * * Cu O ...        (NULL for types left to other styles in hybrid)
 ------------------------------------------------------------------------- */
 
@@ -29,6 +30,14 @@ class PairMLFF : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  double memory_usage() override;
+
+  // for compute mlff/atom: the model's per-atom output `name` of owned atom i, as
+  // computed on the last step (0 for atoms mlff does not handle)
+  const mlff_lmp::ModelInfo &model() const { return model_; }
+  int output_column(const std::string &name) const;
+  double output_value(int column, int i) const { return peratom_out_[i][column]; }
+  bigint last_compute_step() const { return last_step_; }
 
  protected:
   void allocate();
@@ -36,13 +45,19 @@ class PairMLFF : public Pair {
   void map_types();
   void build_graph();
   void apply_result();
+  void store_outputs();
+  void check_distances();
+  double subdomain_distance_sq(const double *x) const;
 
   mlff_lmp::ModelInfo model_;
   std::unique_ptr<mlff_lmp::Backend> backend_;
   std::string device_type_ = "cpu";
   int device_index_ = -1;
   double energy_factor_ = 1.0;    // eV -> LAMMPS energy unit
-  double cut_model_sq_ = 0.0;
+  std::vector<double> cut_sq_;    // per model neighbour list
+  double cut_first_sq_ = 0.0;     // the first list: message passing (hop pruning)
+  double charge_ = 0.0;           // system inputs
+  int fidelity_ = 0;
 
   std::vector<std::string> type_symbol_;    // per LAMMPS type, "NULL" if unmapped
   std::vector<int> type_z_;                 // per LAMMPS type, 0 if unmapped
@@ -53,13 +68,20 @@ class PairMLFF : public Pair {
   bool ghost_mode_ = false;
   bool force_ghost_mode_ = false;
   double cutghost_set_ = 0.0;    // the comm cutoff this style last set
+  bool warned_distance_ = false;
 
   mlff_lmp::Graph graph_;
   mlff_lmp::Result result_;
-  std::vector<int> node_atom_;     // node -> LAMMPS atom index
-  std::vector<int> atom_node_;     // LAMMPS atom index -> node or -1
-  std::vector<int> hop_;           // message-passing distance from an owned atom
-  std::vector<int> edge_i_, edge_j_;    // LAMMPS atom indices of each edge
+  std::vector<int> node_atom_;                  // node -> LAMMPS atom index
+  std::vector<int> atom_node_;                  // LAMMPS atom index -> node or -1
+  std::vector<int> hop_;                        // message-passing distance from an owned atom
+  std::vector<std::vector<int>> edge_i_, edge_j_;    // per list: LAMMPS atom indices of each edge
+
+  // per-atom named outputs of owned atoms, one column per per-atom output of the model
+  std::vector<std::string> peratom_names_;
+  double **peratom_out_ = nullptr;
+  int nmax_out_ = 0;
+  bigint last_step_ = -1;
 };
 
 }    // namespace LAMMPS_NS

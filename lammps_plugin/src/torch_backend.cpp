@@ -57,19 +57,18 @@ void tune_allocator()
 
 class TorchBackend : public mlff_lmp::Backend {
  public:
-  TorchBackend(const std::string &path, const std::string &dtype, const std::string &device,
-               int device_index, int local_rank) :
-      device_(torch::kCPU)
+  TorchBackend(const std::string &data, const std::string &name, const mlff_lmp::BackendOptions &opt) :
+      device_(torch::kCPU), version_(opt.contract_version), outputs_(opt.outputs)
   {
     tune_allocator();
-    if (dtype == "float64")
+    if (opt.dtype == "float64")
       dtype_ = torch::kFloat64;
-    else if (dtype == "float32")
+    else if (opt.dtype == "float32")
       dtype_ = torch::kFloat32;
     else
-      throw std::runtime_error("unsupported model dtype '" + dtype + "'");
+      throw std::runtime_error("unsupported model dtype '" + opt.dtype + "'");
 
-    if (device == "cuda") {
+    if (opt.device == "cuda") {
       if (!torch::cuda::is_available()) {
         const char *vis = std::getenv("CUDA_VISIBLE_DEVICES");
         std::ostringstream msg;
@@ -82,30 +81,44 @@ class TorchBackend : public mlff_lmp::Backend {
         throw std::runtime_error(msg.str());
       }
       int n = static_cast<int>(torch::cuda::device_count());
-      int index = device_index >= 0 ? device_index : local_rank % n;
+      int index = opt.device_index >= 0 ? opt.device_index : opt.local_rank % n;
       if (index >= n)
         throw std::runtime_error("device cuda:" + std::to_string(index) + " requested, but only " +
                                  std::to_string(n) + " CUDA device(s) are visible");
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-    } else if (device != "cpu") {
-      throw std::runtime_error("unknown device '" + device + "'");
+    } else if (opt.device != "cpu") {
+      throw std::runtime_error("unknown device '" + opt.device + "'");
     }
 
     torch::jit::ExtraFilesMap extra{{"mlff_metadata.json", ""}};
     try {
-      module_ = torch::jit::load(path, device_, extra);
+      // the bytes were read once on rank 0 and broadcast: no rank touches the file here
+      std::istringstream stream(data);
+      module_ = torch::jit::load(stream, device_, extra);
     } catch (const c10::Error &e) {
-      throw std::runtime_error(path + " could not be loaded by torch " MLFF_TORCH_VERSION " (" +
+      throw std::runtime_error(name + " could not be loaded by torch " MLFF_TORCH_VERSION " (" +
                                e.what_without_backtrace() +
                                "); the file is corrupt or was written by an incompatible torch");
     }
     module_.eval();
     for (const auto &p : module_.parameters()) {
       if (p.is_floating_point() && p.scalar_type() != dtype_) {
-        throw std::runtime_error(path + ": metadata says " + dtype + " but the parameters are " +
+        throw std::runtime_error(name + ": metadata says " + opt.dtype + " but the parameters are " +
                                  std::string(c10::toString(p.scalar_type())));
       }
       break;
+    }
+    if (version_ >= 2) {
+      // the module repeats the geometry-relevant metadata; an edited metadata entry (a
+      // cutoff changed by hand) would otherwise give different numbers silently
+      std::string key = module_.hasattr("mlff_contract_key")
+          ? module_.attr("mlff_contract_key").toStringRef()
+          : std::string("(none)");
+      if (key != opt.contract_key)
+        throw std::runtime_error(name + ": the metadata does not match the model inside the file "
+                                 "(metadata: " + opt.contract_key + "; model: " + key +
+                                 "); the metadata was edited or the file was assembled by hand. "
+                                 "Re-export the model with `mlff export`");
     }
   }
 
@@ -127,25 +140,38 @@ class TorchBackend : public mlff_lmp::Backend {
     // calls; the reference engines run unoptimised, so do the same for identical numbers
     torch::jit::GraphOptimizerEnabledGuard no_opt(false);
     const int64_t n = g.n_nodes;
-    const int64_t ne = g.n_edges();
     auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
 
     torch::Tensor z =
         torch::from_blob(const_cast<int64_t *>(g.species.data()), {n}, i64).to(device_, false, true);
-    torch::Tensor ei, ev;
-    if (ne > 0) {
-      ei = torch::from_blob(const_cast<int64_t *>(g.edge_index.data()), {2, ne}, i64)
-               .to(device_, false, true);
-      ev = torch::from_blob(const_cast<double *>(g.edge_vectors.data()), {ne, 3}, f64)
-               .to(device_, dtype_, false, true);
-    } else {
-      ei = torch::empty({2, 0}, i64.device(device_));
-      ev = torch::empty({0, 3}, torch::TensorOptions().dtype(dtype_).device(device_));
+    std::vector<torch::Tensor> eis, evs;
+    for (const auto &list : g.lists) {
+      const int64_t ne = list.n_edges();
+      torch::Tensor ei, ev;
+      if (ne > 0) {
+        ei = torch::from_blob(const_cast<int64_t *>(list.edge_index.data()), {2, ne}, i64)
+                 .to(device_, false, true);
+        ev = torch::from_blob(const_cast<double *>(list.edge_vectors.data()), {ne, 3}, f64)
+                 .to(device_, dtype_, false, true);
+      } else {
+        ei = torch::empty({2, 0}, i64.device(device_));
+        ev = torch::empty({0, 3}, torch::TensorOptions().dtype(dtype_).device(device_));
+      }
+      ev.requires_grad_(true);
+      eis.push_back(ei);
+      evs.push_back(ev);
     }
-    ev.requires_grad_(true);
 
-    std::vector<torch::jit::IValue> inputs{z, ei, ev, g.n_local};
+    std::vector<torch::jit::IValue> inputs;
+    if (version_ == 1) {
+      inputs = {z, eis.at(0), evs.at(0), g.n_local};
+    } else {
+      c10::Dict<std::string, torch::Tensor> system;
+      system.insert("charge", torch::full({}, g.charge, f64.device(device_)));
+      system.insert("fidelity", torch::full({}, g.fidelity, i64.device(device_)));
+      inputs = {z, c10::List<torch::Tensor>(eis), c10::List<torch::Tensor>(evs), g.n_local, system};
+    }
     auto out = module_.forward(inputs);
     if (!out.isGenericDict()) throw std::runtime_error("the model did not return a Dict[str, Tensor]");
     auto dict = out.toGenericDict();
@@ -156,24 +182,40 @@ class TorchBackend : public mlff_lmp::Backend {
                                c10::str(energies.sizes()) + " for " + std::to_string(n) + " atoms");
 
     torch::Tensor local = energies.narrow(0, 0, g.n_local);
-    torch::Tensor grad;
-    if (ne > 0 && local.requires_grad()) {
-      auto grads = torch::autograd::grad({local.sum()}, {ev}, {}, false, false, true);
-      grad = grads[0];
+    std::vector<torch::Tensor> grads(evs.size());
+    if (local.requires_grad()) {
+      auto got = torch::autograd::grad({local.sum()}, evs, {}, false, false, true);
+      for (size_t k = 0; k < evs.size(); k++) grads[k] = got[k];
     }
 
     torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
-    r.edge_grad.assign(3 * ne, 0.0);
-    if (grad.defined()) {
-      torch::Tensor g_cpu = grad.to(torch::kCPU, torch::kFloat64).contiguous();
-      std::memcpy(r.edge_grad.data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
+    r.edge_grad.resize(evs.size());
+    for (size_t k = 0; k < evs.size(); k++) {
+      const int64_t ne = g.lists[k].n_edges();
+      r.edge_grad[k].assign(3 * ne, 0.0);
+      if (grads[k].defined() && ne > 0) {
+        torch::Tensor g_cpu = grads[k].to(torch::kCPU, torch::kFloat64).contiguous();
+        std::memcpy(r.edge_grad[k].data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
+      }
+    }
+    for (const auto &name : outputs_) {
+      if (!dict.contains(name))
+        throw std::runtime_error("the model output has no '" + name + "' although its metadata declares it");
+      torch::Tensor v = dict.at(name).toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
+      if (v.dim() == 1 && v.size(0) == n) v = v.narrow(0, 0, g.n_local).contiguous();
+      else if (v.numel() != 1)
+        throw std::runtime_error("the model returned '" + name + "' of shape " + c10::str(v.sizes()) +
+                                 " for " + std::to_string(n) + " atoms");
+      r.outputs[name].assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
     }
   }
 
   torch::jit::Module module_;
   torch::Device device_;
   torch::Dtype dtype_ = torch::kFloat64;
+  int version_ = 2;
+  std::vector<std::string> outputs_;
 };
 
 void copy_message(const std::string &msg, char *err, size_t errlen)
@@ -196,12 +238,13 @@ MLFF_EXPORT const char *mlff_lammps_backend_loaded_torch_dir()
   return dir.c_str();
 }
 
-MLFF_EXPORT mlff_lmp::Backend *mlff_lammps_create_backend(const char *model_path, const char *dtype,
-                                                          const char *device, int device_index,
-                                                          int local_rank, char *err, size_t errlen)
+MLFF_EXPORT mlff_lmp::Backend *mlff_lammps_create_backend(const char *data, size_t size,
+                                                          const char *name,
+                                                          const mlff_lmp::BackendOptions *options,
+                                                          char *err, size_t errlen)
 {
   try {
-    return new TorchBackend(model_path, dtype, device, device_index, local_rank);
+    return new TorchBackend(std::string(data, size), name, *options);
   } catch (const c10::Error &e) {
     copy_message(e.what_without_backtrace(), err, errlen);
   } catch (const std::exception &e) {

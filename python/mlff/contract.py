@@ -67,12 +67,30 @@ class MLFFModelNotFoundError(MLFFModelError, FileNotFoundError):
 
 
 class NeighborListSpec(BaseModel):
-    """One neighbour list a model asks the engine for."""
+    """One neighbour list a model asks the engine for.
+
+    ``reach``: edges of this list are needed only for centre atoms within ``reach`` Å of
+    an atom whose energy counts (``None``: within the interaction range). Engines with
+    ghost atoms (LAMMPS under MPI) pass no edges centred farther away; e.g. a pair term
+    has reach 0, a message-passing network (layers - 1) x cutoff, D3 its pair cutoff
+    (the coordination numbers of the partners).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
     cutoff: float = Field(gt=0)
+    reach: Optional[float] = Field(default=None, ge=0)
+
+    @staticmethod
+    def of(item: Any) -> "NeighborListSpec":
+        """From a spec, a dict, or a ``(name, cutoff[, reach])`` tuple."""
+        if isinstance(item, NeighborListSpec):
+            return item
+        if isinstance(item, dict):
+            return NeighborListSpec(**item)
+        name, cutoff, *rest = item
+        return NeighborListSpec(name=name, cutoff=float(cutoff), reach=None if not rest or rest[0] is None else float(rest[0]))
 
 
 class OutputSpec(BaseModel):
@@ -263,7 +281,7 @@ class ModelMetadata(BaseModel):
 
     def contract_key(self) -> str:
         """The geometry-relevant metadata in one canonical string (also written by C++)."""
-        return contract_key(self.elements, [(nl.name, nl.cutoff) for nl in self.neighbor_lists],
+        return contract_key(self.elements, [(nl.name, nl.cutoff, nl.reach) for nl in self.neighbor_lists],
                             self.interaction_range, self.dtype)
 
     def to_json(self) -> str:
@@ -277,7 +295,10 @@ def contract_key(elements: Sequence[int], lists: Sequence[Tuple[str, float]], in
     compares it with the module's own copy.
     """
     el = ",".join(str(int(z)) for z in sorted(elements))
-    ls = ",".join(f"{name}:{float(c):.17g}" for name, c in lists)
+    ls = ",".join(
+        f"{item[0]}:{float(item[1]):.17g}" + (f"@{float(item[2]):.17g}" if len(item) > 2 and item[2] is not None else "")
+        for item in lists
+    )
     return f"elements={el};lists={ls};range={float(interaction_range):.17g};dtype={dtype}"
 
 
@@ -323,14 +344,11 @@ def metadata_for(model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = 
             "kind, elements, neighbour lists and interaction range through it"
         )
     info = dict(model.contract_info())
-    lists = [
-        nl if isinstance(nl, (dict, NeighborListSpec)) else {"name": nl[0], "cutoff": float(nl[1])}
-        for nl in info.pop("neighbor_lists")
-    ]
+    lists = [NeighborListSpec.of(nl) for nl in info.pop("neighbor_lists")]
     info["neighbor_lists"] = lists
     info.setdefault("num_interactions", 1)
-    first = lists[0]["cutoff"] if isinstance(lists[0], dict) else lists[0].cutoff
-    largest = max(nl["cutoff"] if isinstance(nl, dict) else nl.cutoff for nl in lists)
+    first = lists[0].cutoff
+    largest = max(nl.cutoff for nl in lists)
     info.setdefault("interaction_range", max(first * info["num_interactions"], largest))
     outputs = [ENERGIES_OUTPUT] + [
         o if isinstance(o, OutputSpec) else OutputSpec(**o) for o in info.pop("outputs", []) if
@@ -425,16 +443,15 @@ def derive_from_energies(
     atom_virial = torch.zeros((n_atoms, 3, 3), dtype=energies_all.dtype, device=energies_all.device)
     for k in range(len(edge_vectors)):
         g = grads[k]
-        if g is None:
-            continue
-        i = edge_indices[k][0]
-        j = edge_indices[k][1]
-        forces = forces.index_add(0, i, g).index_add(0, j, -g)
-        if compute_virial:
-            w_edge = -edge_vectors[k].unsqueeze(2) * g.unsqueeze(1)  # [E, 3, 3]
-            virial = virial + w_edge.sum(0)
-            half = 0.5 * w_edge
-            atom_virial = atom_virial.index_add(0, i, half).index_add(0, j, half)
+        if g is not None:  # None: the energy does not depend on this list
+            i = edge_indices[k][0]
+            j = edge_indices[k][1]
+            forces = forces.index_add(0, i, g).index_add(0, j, -g)
+            if compute_virial:
+                w_edge = -edge_vectors[k].unsqueeze(2) * g.unsqueeze(1)  # [E, 3, 3]
+                virial = virial + w_edge.sum(0)
+                half = 0.5 * w_edge
+                atom_virial = atom_virial.index_add(0, i, half).index_add(0, j, half)
     result: Dict[str, torch.Tensor] = {"energy": energy, "energies": energies, "forces": forces}
     if compute_virial:
         result["virial"] = virial

@@ -137,7 +137,7 @@ def test_unknown_element_symbol(tmp_path, cu_model):
 
 
 def test_wrong_number_of_elements(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, elements="Cu Cu"), "1 types, got 2 symbols")
+    expect_error(tmp_path, script(cu_model, elements="Cu Cu"), "1 types, got 2 words")
 
 
 def test_newton_off_is_refused(tmp_path, cu_model):

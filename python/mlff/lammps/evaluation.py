@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -46,6 +46,8 @@ def evaluate(
     elements: Optional[Sequence[str]] = None,
     workdir=None,
     timeout: float = 900,
+    charge: Optional[float] = None,
+    fidelity: Optional[Union[int, str]] = None,
 ) -> List[Dict[str, np.ndarray]]:
     """Evaluate structures with ``pair_style mlff`` in LAMMPS; one dict per structure.
 
@@ -55,6 +57,8 @@ def evaluate(
     [N,3,3] (``compute stress/atom``), and for periodic cells ``stress`` (ASE Voigt, eV/Å³).
     ``units`` picks the LAMMPS unit style (metal or real); results are always in eV.
     ``graph="ghosts"`` forces the multi-rank graph construction on one rank.
+    ``charge`` and ``fidelity`` become pair_style keywords; the model's per-atom named
+    outputs (e.g. ``charges``) come back under their names, through ``compute mlff/atom``.
     """
     atoms_list = list(atoms_list)
     to_ev = 1.0 / energy_unit_per_ev(units)
@@ -67,11 +71,21 @@ def evaluate(
             frame = write_data(wd / f"s{k}.data", atoms, symbols, units)
             frames.append(frame)
             structures.append({"data": str(wd / f"s{k}.data"), "symbols": symbols, "boundary": frame.boundary})
+        from ..contract import read_metadata
+
+        outputs = [o.name for o in read_metadata(model).outputs if o.per_atom and o.name != "energies"]
+        options = ""
+        if charge is not None:
+            options += f" charge {float(charge)!r}"
+        if fidelity is not None:
+            options += f" fidelity {fidelity}"
         job = {
             "model": str(Path(model).resolve()),
             "units": units,
             "device": device,
             "graph": graph,
+            "pair_options": options,
+            "outputs": outputs,
             "structures": structures,
             "output": str(wd / "results.npz"),
         }
@@ -101,6 +115,8 @@ def evaluate(
                 "atom_virial": np.einsum("ab,nbc,dc->nad", R, av, R) * to_ev,
                 "atom_virial_sym": np.einsum("ab,nbc,dc->nad", R, av_sym, R) * to_ev,
             }
+            for name in outputs:
+                res[name] = data[f"{k}/out/{name}"]
             if atoms.pbc.all():
                 s = -res["virial"] / atoms.get_volume()
                 res["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
