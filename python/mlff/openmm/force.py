@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -170,6 +171,7 @@ def build_module(
     wrapper = MLFFOpenMMModule(
         module, torch.as_tensor(z), meta.list_cutoffs, meta.torch_dtype, periodic, atoms_t,
         charge=q, fidelity=fid, static=static, check_overflow=check_overflow,
+        close_contact_limit=meta.close_contact_limit(),
     )
     scripted = torch.jit.script(wrapper.eval())
     return scripted.to(device), meta
@@ -282,6 +284,16 @@ def MLFFForce(
             if pbc.any() and not pbc.all():
                 raise ValueError("OpenMM boxes are periodic in all three directions or none; got pbc=" + str(pbc))
             periodic = bool(pbc.all())
+        else:
+            # a list of atomic numbers says nothing about the box; a silently open force in
+            # a periodic System gives plausible but wrong energies, so say so loudly
+            warnings.warn(
+                "MLFFForce: periodic= was not given and a list of atomic numbers does not tell "
+                "whether the System is periodic; assuming open boundaries. Pass periodic=True "
+                "(or an OpenMM Topology with box vectors) for a periodic System",
+                UserWarning,
+                stacklevel=2,
+            )
     if atomic_numbers is not None:
         numbers = np.asarray(list(atomic_numbers), dtype=np.int64)
     elif numbers_all is not None:

@@ -38,6 +38,8 @@ def system_from_atoms(
 
     from .force import MLFFForce
 
+    if not np.isfinite(atoms.positions).all() or not np.isfinite(np.asarray(atoms.cell)).all():
+        raise ValueError("the structure has non-finite positions or cell vectors")
     pbc = atoms.get_pbc()
     if pbc.any() and not pbc.all():
         raise ValueError(f"OpenMM boxes are periodic in all three directions or none; got pbc={pbc.tolist()}")

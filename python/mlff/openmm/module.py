@@ -8,6 +8,7 @@ execute literally the same code.
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -42,6 +43,7 @@ class MLFFOpenMMModule(torch.nn.Module):
         fidelity: int = 0,
         static: Optional[List[Tuple[List[int], List[int], int, int, List[float]]]] = None,
         check_overflow: bool = True,
+        close_contact_limit: Optional[float] = None,
     ):
         super().__init__()
         self.model = model
@@ -70,6 +72,9 @@ class MLFFOpenMMModule(torch.nn.Module):
             "open_lengths",
             torch.tensor(static[0][4] if static is not None else [0.0, 0.0, 0.0], dtype=torch.float64),
         )
+        # warn once when atoms come much closer than in the training data (ModelMetadata)
+        self.close_limit = float(close_contact_limit) if close_contact_limit is not None else -1.0
+        self.register_buffer("warned_close", torch.zeros((), dtype=torch.bool))
         self.length_scale = NM_TO_ANGSTROM
         self.energy_scale = EV_TO_KJ_PER_MOL
         self.force_scale = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
@@ -145,6 +150,17 @@ class MLFFOpenMMModule(torch.nn.Module):
         n_total = positions.shape[0]
         pos, eis, evs, overflow, bad = self._graph(positions, boxvectors)
         n = pos.shape[0]
+        if self.close_limit > 0.0 and not self.static and not bool(self.warned_close) and evs[0].shape[0] > 0:
+            # a read-back, so not in static (CUDA-graph) mode
+            shortest = float(torch.linalg.norm(evs[0].detach(), dim=1).min())
+            if shortest < self.close_limit:
+                self.warned_close.fill_(True)
+                warnings.warn(
+                    "mlff: two atoms are " + str(shortest) + " A apart, far closer than the "
+                    "shortest distance in the model's training data (warning below "
+                    + str(self.close_limit) + " A): the model extrapolates there and may "
+                    "attract instead of repel; add a core repulsion (a ZBL term)"
+                )
         # callers run this with grad mode on (openmm-torch does; the PythonForce callback
         # makes sure): TorchScript cannot switch it on itself
         out = self.model(self.atomic_numbers, eis, evs, n, self._system())

@@ -30,13 +30,14 @@ class MLFFPotentialImpl(MLPotentialImpl):
 
     Constructor keywords (given to ``MLPotential``) and ``createSystem`` /
     ``createMixedSystem`` keywords are both passed on to ``MLFFForce``: ``backend``,
-    ``device``, ``cuda_graphs``, ``static_shapes``, ``positions``, ``box_vectors``.
+    ``device``, ``cuda_graphs``, ``static_shapes``, ``positions``, ``box_vectors``, and
+    the model's system inputs ``charge`` (total charge of the ML atoms) and ``fidelity``.
     The model's metadata is checked when the potential is created, so a missing or
     corrupt file is reported at once, and the topology's elements when the System is.
     """
 
     _FORCE_KEYWORDS = ("backend", "device", "cuda_graphs", "static_shapes", "positions", "box_vectors",
-                       "static_capacity_factor")
+                       "static_capacity_factor", "charge", "fidelity")
 
     def __init__(self, name: str, modelPath: str, **args):
         from ..contract import read_metadata
@@ -53,6 +54,10 @@ class MLFFPotentialImpl(MLPotentialImpl):
         path = Path(self.modelPath)
         # exported files are validated now; checkpoints are checked when loaded
         self.metadata = read_metadata(path) if (not path.exists() or path.suffix == ".pt" or _is_torchscript_export(path)) else None
+        if self.metadata is not None:
+            # an unknown fidelity or a charge the model cannot take is refused now, not at createSystem
+            self.metadata.fidelity_index(self.options.get("fidelity"))
+            self.metadata.check_charge(self.options.get("charge", 0.0), "MLPotential('mlff'): ")
 
     def getMLLongRange(self) -> bool:
         return False  # message passing within the cutoff * layers range

@@ -1,5 +1,9 @@
 """Every way pair_style mlff can be misused or broken ends in a clear LAMMPS error and a
-non-zero exit, never a crash."""
+non-zero exit, never a crash.
+
+Input-script mistakes are one table (``CASES``): add a new bad input there. Broken model
+files and a broken torch need files made for them and have tests of their own below.
+"""
 
 from __future__ import annotations
 
@@ -44,10 +48,6 @@ def expect_error(tmp_path, text, *needles, nprocs=1, env=None):
 # ----------------------------------------------------------------------------- model files
 
 
-def test_missing_model(tmp_path):
-    expect_error(tmp_path, script(tmp_path / "nope.pt"), "nope.pt", "does not exist")
-
-
 def test_corrupt_model(tmp_path, cu_model):
     bad = tmp_path / "corrupt.pt"
     data = bytearray(Path(cu_model).read_bytes())
@@ -78,18 +78,6 @@ def test_archive_torch_cannot_load(tmp_path, cu_model):
         dst.writestr("hollow/version", "3\n")
         dst.writestr("hollow/data.pkl", b"\x80\x02garbage")
     expect_error(tmp_path, script(bad), "hollow.pt could not be loaded by torch", "corrupt")
-
-
-def test_not_a_model(tmp_path):
-    bad = tmp_path / "notes.pt"
-    bad.write_text("these are not the weights you are looking for\n")
-    expect_error(tmp_path, script(bad), "notes.pt is not a readable model archive")
-
-
-def test_plain_torchscript_is_not_an_mlff_model(tmp_path):
-    path = tmp_path / "linear.pt"
-    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 1)), str(path))
-    expect_error(tmp_path, script(path), "is a TorchScript file but not an mlff model")
 
 
 class Exploding(torch.nn.Module):
@@ -128,34 +116,90 @@ def test_exception_inside_torch_becomes_lammps_error(tmp_path, nprocs):
 # ----------------------------------------------------------------------------- input mistakes
 
 
-def test_element_not_in_model(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, elements="O"), "element O (type 1) is not in model", "which knows Cu")
+def _edited_cutoff(model, tmp):
+    """A valid archive whose metadata cutoff was edited by hand."""
+    import json
+
+    bad = tmp / "edited.pt"
+    with zipfile.ZipFile(model) as zin, zipfile.ZipFile(bad, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("/extra/mlff_metadata.json"):
+                meta = json.loads(data)
+                meta["cutoff"] = 3.0
+                meta["neighbor_lists"][0]["cutoff"] = 3.0
+                data = json.dumps(meta).encode()
+            zout.writestr(item, data)
+    return bad
 
 
-def test_unknown_element_symbol(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, elements="Qq"), "'Qq' (type 1) is not an element symbol")
+# name -> (script(model, tmp), fragments of the LAMMPS error)
+CASES: Dict[str, Tuple] = {
+    "element not in model": (lambda m, t: script(m, elements="O"), ["element O (type 1) is not in model", "which knows Cu"]),
+    "unknown element symbol": (lambda m, t: script(m, elements="Qq"), ["'Qq' (type 1) is not an element symbol"]),
+    "wrong number of elements": (lambda m, t: script(m, elements="Cu Cu"), ["1 types, got 2 words"]),
+    "hybrid styles on one pair_coeff line": (
+        lambda m, t: script(m, pair_args="", elements="Cu zbl 29 29").replace(
+            f"pair_style mlff {m} ", f"pair_style hybrid/overlay mlff {m} zbl 1.0 2.0").replace(
+            "pair_coeff * * Cu zbl", "pair_coeff * * mlff Cu zbl"),
+        ["every sub-style takes its own pair_coeff line", "'pair_coeff * * mlff Cu'"]),
+    "NULL type without hybrid": (
+        # LAMMPS's own check (Pair::init) comes first; init_one repeats it for hybrid set-ups
+        lambda m, t: script(m, elements="Cu NULL", ntypes=2), ["All pair coeffs are not set", "1      2: is not set"]),
+    "newton off": (lambda m, t: script(m, head="units metal\nnewton off"), ["requires newton pair on"]),
+    "units lj": (lambda m, t: script(m, head="units lj"), ["'units metal'", "'units real'", "'units lj'"]),
+    "units si": (lambda m, t: script(m, head="units si"), ["'units si'"]),
+    "units electron": (lambda m, t: script(m, head="units electron"), ["'units electron'"]),
+    "unknown keyword": (lambda m, t: script(m, pair_args="precision high"), ["unknown keyword 'precision'"]),
+    "bad device": (lambda m, t: script(m, pair_args="device tpu"), ["device must be cpu, cuda or cuda:N"]),
+    "keyword without value": (lambda m, t: script(m, pair_args="charge"), ["keyword charge needs a value"]),
+    "unknown fidelity": (lambda m, t: script(m, pair_args="fidelity dft"), ["unknown fidelity 'dft'", "0 (the only one)"]),
+    "fidelity out of range": (lambda m, t: script(m, pair_args="fidelity 2"), ["fidelity index 2 is out of range"]),
+    "charge for a model without charge input": (lambda m, t: script(m, pair_args="charge 1"), ["no charge input"]),
+    "charge not a number": (lambda m, t: script(m, pair_args="charge one"), ["Expected floating point"]),
+    "compute mlff/atom of an unknown output": (
+        lambda m, t: script(m, tail="compute q all mlff/atom charges\ndump d all custom 1 d.txt c_q\nrun 0"),
+        ["has no per-atom output 'charges'", "energies only"]),
+    "compute mlff/atom without pair mlff": (
+        lambda m, t: script(m, tail="pair_style zero 3.0\npair_coeff * *\ncompute q all mlff/atom charges\n"
+                                    "dump d all custom 1 d.txt c_q\nrun 0"),
+        ["compute mlff/atom needs pair_style mlff"]),
+    "metadata edited by hand": (lambda m, t: script(_edited_cutoff(m, t)), ["metadata does not match the model"]),
+    "missing model": (lambda m, t: script(t / "nope.pt"), ["nope.pt", "does not exist"]),
+    "text file as model": (lambda m, t: script((t / "notes.pt").write_text("not weights\n") and t / "notes.pt"),
+                           ["notes.pt is not a readable model archive"]),
+    "plain TorchScript file": (
+        lambda m, t: script(torch.jit.save(torch.jit.script(torch.nn.Linear(3, 1)), str(t / "lin.pt")) or t / "lin.pt"),
+        ["is a TorchScript file but not an mlff model"]),
+}
 
 
-def test_wrong_number_of_elements(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, elements="Cu Cu"), "1 types, got 2 words")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_a_clear_lammps_error(name, tmp_path, cu_model):
+    make, fragments = CASES[name]
+    expect_error(tmp_path, make(cu_model, tmp_path), *fragments)
 
 
-def test_newton_off_is_refused(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, head="units metal\nnewton off"), "requires newton pair on")
+def test_every_mlff_type_absent_is_a_warning(tmp_path, cu_model):
+    """Types mapped to elements but no atom of them: PE from mlff would silently be 0."""
+    text = script(cu_model, elements="NULL Cu", ntypes=2).replace(
+        f"pair_style mlff {cu_model} ", f"pair_style hybrid/overlay zero 3.0 mlff {cu_model} ").replace(
+        "pair_coeff * * NULL Cu", "pair_coeff * * zero\npair_coeff * * mlff NULL Cu")
+    run = run_lmp(text, tmp_path)
+    assert "WARNING: pair mlff: none of the 4 atoms has a type that pair_coeff maps" in run.output, run.output[-2000:]
 
 
-@pytest.mark.parametrize("units", ["lj", "si", "electron"])
-def test_other_units_are_refused(tmp_path, cu_model, units):
-    expect_error(tmp_path, script(cu_model, head=f"units {units}"), "'units metal'", "'units real'",
-                 f"'units {units}'")
+def test_close_contact_is_a_warning(tmp_path):
+    from mlff.models import PaiNN
 
-
-def test_unknown_keyword(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, pair_args="precision high"), "unknown keyword 'precision'")
-
-
-def test_bad_device(tmp_path, cu_model):
-    expect_error(tmp_path, script(cu_model, pair_args="device tpu"), "device must be cpu, cuda or cuda:N")
+    model = PaiNN([29], cutoff=4.0, n_features=8, num_interactions=2).double()
+    model.min_distance = 2.4
+    path = tmp_path / "md.pt"
+    export_model(model, path)
+    text = script(path).replace("create_atoms 1 box", "create_atoms 1 box\ndisplace_atoms all random 0.6 0.6 0.6 1")
+    run = run_lmp(text, tmp_path)
+    assert "WARNING: pair mlff: two atoms are" in run.output, run.output[-2000:]
+    assert "zbl" in run.output
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
