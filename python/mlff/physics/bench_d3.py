@@ -45,35 +45,41 @@ def water_box(n_molecules: int = 171, seed: int = 0) -> Atoms:
     return atoms
 
 
-def time_module(module, atoms: Atoms, dtype: torch.dtype, repeats: int) -> dict:
+def step_function(module, atoms: Atoms, dtype: torch.dtype):
+    """One engine step of ``module`` on ``atoms`` (its first list; edges built once)."""
     from mlff.neighbors import neighbor_list
 
     cutoff = module.neighbor_lists()[0][1]
-    t0 = time.perf_counter()
     ei, shifts = neighbor_list(atoms.positions, atoms.cell[:], atoms.pbc, cutoff)
-    t_list = time.perf_counter() - t0
     vec0 = torch.as_tensor(atoms.positions[ei[1]] - atoms.positions[ei[0]] + shifts @ atoms.cell[:], dtype=dtype)
     ei_t = torch.as_tensor(ei)
     z = torch.as_tensor(atoms.numbers)
     n = len(atoms)
+    system = {"charge": torch.tensor(0.0, dtype=torch.float64), "fidelity": torch.tensor(0)}
 
     def step():
         vec = vec0.clone().requires_grad_(True)
-        e = module(z, [ei_t], [vec], n, {})["energies"][:n].sum()
+        with torch.jit.optimized_execution(False):  # as the engines run TorchScript
+            e = module(z, [ei_t], [vec], n, system)["energies"][:n].sum()
         (g,) = torch.autograd.grad(e, [vec])
         forces = torch.zeros(n, 3, dtype=dtype).index_add_(0, ei_t[0], g).index_add_(0, ei_t[1], -g)
         return float(e.detach()), forces
 
     for _ in range(3):  # TorchScript's profiling executor optimises after two runs
         step()
-    times = []
+    return step, int(ei.shape[1])
+
+
+def interleaved(steps: dict, repeats: int) -> dict:
+    """Median seconds per step of each function, timed in alternation (shared-machine noise
+    hits all of them alike, so their ratio is meaningful)."""
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    med, best = statistics.median(times), min(times)
-    return dict(edges=int(ei.shape[1]), list_s=t_list, step_s=med, us_per_atom=med / n * 1e6,
-                us_per_atom_min=best / n * 1e6)
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv=None) -> None:
@@ -85,21 +91,31 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
+    from mlff.bench import default_bench_model
     from mlff.physics import D3BJ
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}; cutoff {args.cutoff} Å, cn_cutoff {args.cn_cutoff} Å, "
-          f"switch {args.switch} Å; median (and min) of {args.repeats} steps, energy + forces")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; D3 cutoff {args.cutoff} Å, cn_cutoff "
+          f"{args.cn_cutoff} Å, switch {args.switch} Å, vs the `mlff bench` PaiNN (5 Å, 64 features, 3 layers); "
+          f"median of {args.repeats} interleaved steps, energy + forces, TorchScript")
     for name, atoms in (("Cu fcc", cu_box()), ("water", water_box())):
+        elements = sorted(set(int(z) for z in atoms.numbers))
         for dtype in (torch.float64, torch.float32):
-            module = D3BJ(sorted(set(atoms.numbers)), "pbe", cutoff=args.cutoff, cn_cutoff=args.cn_cutoff,
-                          switch_width=args.switch).to(dtype)
-            for label, mod in (("eager", module), ("torchscript", torch.jit.script(module))):
-                r = time_module(mod, atoms, dtype, args.repeats)
-                print(f"{name:7s} {len(atoms):4d} atoms  {str(dtype).replace('torch.', ''):8s} {label:12s} "
-                      f"{r['edges']:8d} edges ({r['edges'] / len(atoms):6.0f}/atom)  "
-                      f"{r['step_s'] * 1e3:7.1f} ms/step  {r['us_per_atom']:7.1f} µs/atom-step "
-                      f"(min {r['us_per_atom_min']:6.1f})  (neighbour list once: {r['list_s'] * 1e3:.0f} ms)")
+            d3 = torch.jit.script(D3BJ(elements, "pbe", cutoff=args.cutoff, cn_cutoff=args.cn_cutoff,
+                                       switch_width=args.switch).to(dtype))
+            torch.manual_seed(0)
+            net = default_bench_model(dtype)
+            if set(elements) != {29}:
+                from mlff.models import PaiNN
+
+                net = PaiNN(elements, cutoff=5.0, n_features=64, num_interactions=3).to(dtype)
+            net = torch.jit.script(net.eval())
+            (d3_step, d3_edges), (net_step, net_edges) = step_function(d3, atoms, dtype), step_function(net, atoms, dtype)
+            t = interleaved({"d3": d3_step, "net": net_step}, args.repeats)
+            n = len(atoms)
+            print(f"{name:7s} {n:4d} atoms {str(dtype).replace('torch.', ''):8s} "
+                  f"D3 {d3_edges / n:5.0f} edges/atom {t['d3'] / n * 1e6:7.1f} µs/atom-step | "
+                  f"PaiNN {net_edges / n:4.0f} edges/atom {t['net'] / n * 1e6:7.1f} µs/atom-step | "
+                  f"D3/PaiNN {t['d3'] / t['net']:.2f}")
 
 
 if __name__ == "__main__":
