@@ -59,7 +59,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
         "seed": 12345,
     },
     "train": {
-        "model": {"cutoff": 5.0, "n_features": 48, "num_interactions": 2, "n_rbf": 16},
+        "model": {"kind": "painn", "cutoff": 5.0, "n_features": 48, "num_interactions": 2, "n_rbf": 16},
         "loss": {"energy_weight": 1.0, "forces_weight": 20.0, "stress_weight": 0.0},
         "optim": {"lr": 3e-3, "weight_decay": 1e-5, "grad_clip": 10.0},
         "schedule": {"kind": "cosine", "warmup_steps": 50, "min_lr_ratio": 0.02},

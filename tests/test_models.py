@@ -73,3 +73,73 @@ def test_both_dtypes_export(dtype, tmp_path):
     assert meta.elements == [1, 8]
     loaded = mlff.load_model(tmp_path / "m.pt")
     assert next(loaded.module.parameters()).dtype == dtype
+
+
+# --------------------------------------------------------------------------- the model interface
+
+
+def test_registered_models_implement_the_interface():
+    from torch import nn
+
+    from mlff.models import MODEL_REGISTRY
+    from mlff.models.base import MLFFModel, ModelOptions, check_model_class
+
+    assert MODEL_REGISTRY["painn"] is PaiNN
+
+    class Half(MLFFModel, nn.Module):
+        kind = "half"
+        Options = ModelOptions
+
+        def forward(self, atomic_numbers, edge_indices, edge_vectors, n_local, system):
+            return {}
+
+    with pytest.raises(TypeError, match=r"Half does not implement .*initialize_from_data.*contract_info"):
+        check_model_class(Half)
+
+
+def test_painn_from_config_validates_its_own_options():
+    m = PaiNN.from_config([8, 1], cutoff=3.0, n_features=8)
+    assert m.config == dict(elements=[1, 8], cutoff=3.0, n_features=8, num_interactions=3, n_rbf=20,
+                            cutoff_fn="polynomial")
+    with pytest.raises(ValueError, match=r"model\.n_feature: unknown option for a painn model"):
+        PaiNN.from_config([1], n_feature=8)
+    with pytest.raises(ValueError, match=r"model\.cutoff_fn: .*'cosine' or 'polynomial'"):
+        PaiNN.from_config([1], cutoff_fn="step")
+
+
+def test_painn_initialize_from_data_and_param_groups():
+    from mlff.data.records import Record
+
+    rng = np.random.default_rng(1)
+    records = []
+    for k in range(6):
+        numbers = np.array([1] * (k + 1) + [8] * 2)
+        forces = rng.normal(0, 0.5, (len(numbers), 3))
+        records.append(Record(str(k), numbers, rng.normal(size=(len(numbers), 3)), np.zeros((3, 3)),
+                              np.zeros(3, bool), energy=-13.6 * (k + 1) - 2 * 432.1, forces=forces))
+    m = PaiNN([1, 8], n_features=8, num_interactions=1)
+    m.initialize_from_data(records)
+    np.testing.assert_allclose(m.atomic_energies.detach().numpy(), [-13.6, -432.1], rtol=1e-6)
+    rms = np.sqrt(np.mean(np.concatenate([r.forces.ravel() for r in records]) ** 2))
+    assert float(m.scale) == pytest.approx(rms, rel=1e-6)
+    m.shift_energies(0.5)
+    np.testing.assert_allclose(m.atomic_energies.detach().numpy(), [-13.1, -431.6], rtol=1e-6)
+    exempt = m.no_decay_parameters()
+    assert {"atomic_energies", "embedding.weight", "readout.0.bias"} <= exempt
+    assert "interactions.0.U.weight" not in exempt
+
+
+def test_min_distance_reaches_metadata_and_checkpoints(tmp_path):
+    from mlff.contract import metadata_for
+    from mlff.models.composite import AdditiveModel
+    from mlff.physics.zbl import ZBL
+
+    m = PaiNN([29], cutoff=3.0, n_features=8, num_interactions=1)
+    assert metadata_for(m).min_distance is None
+    m.min_distance = 2.05
+    assert metadata_for(m).min_distance == 2.05
+    assert metadata_for(AdditiveModel(m, [ZBL([29])])).min_distance == 2.05
+    save_checkpoint(tmp_path / "c.ckpt", m)
+    assert load_checkpoint(tmp_path / "c.ckpt").min_distance == 2.05
+    meta = mlff.export_model(m, tmp_path / "m.pt")
+    assert meta.min_distance == 2.05 and mlff.load_model(tmp_path / "m.pt").metadata.min_distance == 2.05

@@ -44,14 +44,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_network, load_terms, read_checkpoint, with_terms
     from .contract import export_model
+    from .physics.terms import build_term, check_dispersion_addable, dispersion_spec
 
-    model = load_checkpoint(args.checkpoint)
+    payload = read_checkpoint(args.checkpoint)
+    network = load_network(payload)
     if args.dtype:
-        model = model.to(getattr(torch, args.dtype))
-    meta = export_model(model, args.output)
-    print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}")
+        # only the network: the physics terms keep their float64 tables and follow the input dtype
+        network = network.to(getattr(torch, args.dtype))
+    terms = load_terms(payload)
+    if args.dispersion:
+        if any(t.kind == args.dispersion for t in terms):
+            raise ValueError(
+                f"{args.checkpoint} was trained with a {args.dispersion} term, which the export adds already; "
+                "drop --dispersion"
+            )
+        check_dispersion_addable(payload.get("provenance"), where=f"{args.checkpoint}: ")
+        options = {"functional": args.functional, "cutoff": args.dispersion_cutoff,
+                   "cn_cutoff": args.cn_cutoff, "switch_width": args.switch_width}
+        spec = dispersion_spec({"kind": args.dispersion, **{k: v for k, v in options.items() if v is not None}},
+                               where="--dispersion")
+        terms.append(build_term(spec, network.config["elements"], where="--dispersion"))
+    elif any(v is not None for v in (args.functional, args.dispersion_cutoff, args.cn_cutoff, args.switch_width)):
+        raise ValueError("--functional, --dispersion-cutoff, --cn-cutoff and --switch-width need --dispersion d3bj")
+    meta = export_model(with_terms(network, terms), args.output, provenance=payload.get("provenance"))
+    added = f", with {' + '.join(t.kind for t in terms)} added to the network" if terms else ""
+    print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}{added}")
     return 0
 
 
@@ -85,10 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the raw metadata JSON")
     s.set_defaults(func=_cmd_info)
 
-    s = sub.add_parser("export", help="export a training checkpoint to TorchScript (.pt)")
+    s = sub.add_parser(
+        "export", help="export a training checkpoint to TorchScript (.pt)",
+        description="Export the network of a checkpoint plus the physics terms it was trained with; "
+        "--dispersion adds a D3(BJ) term to any checkpoint (e.g. one trained on dispersion-free labels).",
+    )
     s.add_argument("checkpoint")
     s.add_argument("-o", "--output", default="model.pt")
-    s.add_argument("--dtype", choices=["float32", "float64"], help="cast before export")
+    s.add_argument("--dtype", choices=["float32", "float64"], help="cast the network before export")
+    d = s.add_argument_group("dispersion added at export")
+    d.add_argument("--dispersion", choices=["d3bj"], help="add this dispersion correction to the model")
+    # defaults are the term's own (mlff.physics.d3), so they are not repeated here
+    d.add_argument("--functional", help="damping parameters of this functional, e.g. pbe (default), b3lyp, wb97m")
+    d.add_argument("--dispersion-cutoff", type=float, metavar="Å", help="pair cutoff")
+    d.add_argument("--cn-cutoff", type=float, metavar="Å", help="coordination-number cutoff")
+    d.add_argument("--switch-width", type=float, metavar="Å",
+                   help="width of the smooth switch to zero at both cutoffs (0 = hard cutoffs)")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("bench", help="time the raw model (and engines) per atom-step")

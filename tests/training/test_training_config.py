@@ -34,3 +34,19 @@ def test_paths_relative_to_the_config(tmp_path):
     assert cfg.data.train == str(tmp_path / "sub" / "data" / "x.db")
     assert cfg.run.output_dir == str(tmp_path / "sub" / "out")
     assert cfg.model.kind == "painn" and cfg.optim.weight_decay > 0
+
+
+def test_model_block_is_validated_by_the_kind(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {train: x.db}\nmodel: {kind: painn, elements: [Cu, O], cutoff: 4.0, n_feature: 8}\n")
+    with pytest.raises(ValueError, match=r"model\.n_feature: unknown option for a painn model"):
+        load_config(p)
+    p.write_text("data: {train: x.db}\nmodel: {kind: mace}\n")
+    with pytest.raises(ValueError, match=r"unknown model kind 'mace'; known kinds: \['painn'\]"):
+        load_config(p)
+    p.write_text("data: {train: x.db}\nmodel: {kind: painn, elements: [Cu, O], cutoff: 4.0}\n")
+    m = load_config(p).model
+    assert m.kind == "painn" and m.elements == ["Cu", "O"]
+    # the stored config says what is built: the kind's defaults are filled in
+    assert m.options == dict(cutoff=4.0, n_features=64, num_interactions=3, n_rbf=20, cutoff_fn="polynomial")
+    assert TrainConfig(data={"train": "x.db"}).model.options["cutoff_fn"] == "polynomial"

@@ -12,7 +12,6 @@ from training_helpers import write_config
 from mlff import MLFFCalculator
 from mlff.data import DatasetError, read_records, write_records
 from mlff.training import load_config, train
-from mlff.training.trainer import param_groups
 
 
 def test_train_exports_a_working_model(tmp_path, cu_db):
@@ -69,7 +68,7 @@ def test_float32_and_param_groups(tmp_path, cu_db):
     from mlff.models import PaiNN
 
     m = PaiNN([29], n_features=8, num_interactions=1)
-    groups = param_groups(m, 0.1)
+    groups = m.param_groups(0.1)
     no_decay = {id(p) for p in groups[1]["params"]}
     assert id(m.atomic_energies) in no_decay and id(m.embedding.weight) in no_decay
     assert id(m.interactions[0].U.weight) not in no_decay

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def write_config(path: Path, db: Path, out: Path, **sections) -> Path:
-    """A tiny but complete training config as YAML (sections override the defaults)."""
+    """A tiny but complete training config as YAML (mapping sections update the defaults)."""
     import yaml
 
     cfg = {
@@ -18,6 +18,9 @@ def write_config(path: Path, db: Path, out: Path, **sections) -> Path:
                 "dtype": "float64", "progress": False, "num_threads": 1},
     }
     for name, values in sections.items():
-        cfg.setdefault(name, {}).update(values)
+        if isinstance(values, dict):
+            cfg.setdefault(name, {}).update(values)
+        else:  # a list section (terms)
+            cfg[name] = values
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -5,9 +5,11 @@ HDF5 store (grouped by atom count) is for large sets. Every reader returns
 :class:`Record` objects, so validation and training never care where data came from.
 """
 
+from .errors import DatasetError
+from .identity import find_duplicate_identities, refuse_duplicate_identities, sample_identity
 from .records import Record
 from .store import (
-    DatasetError,
+    convert,
     export_extxyz,
     import_extxyz,
     read_records,
@@ -21,7 +23,11 @@ __all__ = [
     "ValidationReport",
     "read_records",
     "write_records",
+    "convert",
     "import_extxyz",
     "export_extxyz",
     "validate_records",
+    "sample_identity",
+    "find_duplicate_identities",
+    "refuse_duplicate_identities",
 ]

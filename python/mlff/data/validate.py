@@ -7,13 +7,17 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import DatasetError
+from .identity import SampleIndex, describe_duplicates
 from .records import Record
-from .store import DatasetError
 
 #: how many row ids a message lists before it says "and N more"
 MAX_IDS_SHOWN = 20
 
 OnInvalid = Literal["refuse", "skip"]
+
+#: the problem kind of the second and later rows of a repeated sample identity
+REPEATED = "repeated sample identity"
 
 
 @dataclass
@@ -23,6 +27,8 @@ class ValidationReport:
     n_total: int
     problems: Dict[str, List[str]] = field(default_factory=dict)
     kept: List[Record] = field(default_factory=list)
+    #: repeated sample identity -> every row that carries it (the first one is kept when skipping)
+    repeated: Dict[str, List[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -38,6 +44,8 @@ class ValidationReport:
             shown = ", ".join(ids[:MAX_IDS_SHOWN])
             more = f" and {len(ids) - MAX_IDS_SHOWN} more" if len(ids) > MAX_IDS_SHOWN else ""
             lines.append(f"  - {kind}: {len(ids)} (rows {shown}{more})")
+            if kind == REPEATED:
+                lines.append(describe_duplicates(self.repeated, indent="      "))
         return "\n".join(lines)
 
 
@@ -81,7 +89,10 @@ def validate_records(
     require_stress: bool = False,
     source: str = "dataset",
 ) -> ValidationReport:
-    """Check labels; refuse (raise :class:`DatasetError`) or skip invalid structures.
+    """Check labels and repeats; refuse (raise :class:`DatasetError`) or skip invalid structures.
+
+    A row that repeats the sample of an earlier row (:mod:`mlff.data.identity`) is
+    invalid ("repeated sample identity").
 
     With ``on_invalid="skip"`` the report's ``kept`` holds the valid records and a
     warning names the skipped rows. Either way fewer than ``min_structures`` valid
@@ -91,12 +102,16 @@ def validate_records(
         raise ValueError(f"on_invalid must be 'refuse' or 'skip', got {on_invalid!r}")
     allowed = None if elements is None else set(int(z) for z in elements)
     report = ValidationReport(n_total=len(records))
+    samples = SampleIndex()
     for rec in records:
-        found = _problems_of(rec, allowed, require_stress)
+        # training on a repeated structure weights it twice: every copy after the first is invalid
+        repeat = len(samples.add(rec)) > 1
+        found = _problems_of(rec, allowed, require_stress) + ([REPEATED] if repeat else [])
         for kind in found:
             report.problems.setdefault(kind, []).append(rec.id)
         if not found:
             report.kept.append(rec)
+    report.repeated = samples.repeated()
     if not report.ok:
         if on_invalid == "refuse":
             raise DatasetError(

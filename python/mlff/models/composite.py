@@ -8,12 +8,12 @@ list shared by name and cutoff is built once) and hands every part its own lists
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from ..contract import ENERGY_KEY
+from ..contract import NeighborListSpec
 
 
 class AdditiveModel(nn.Module):
@@ -23,25 +23,32 @@ class AdditiveModel(nn.Module):
     covers its lists and hops), and the composite is global if any part is.
     """
 
+    # TorchScript compiles properties unless told not to; ``network`` is Python-side only
+    __jit_unused_properties__ = ["network"]
+
     def __init__(self, network: nn.Module, terms: Sequence[nn.Module]):
         super().__init__()
         parts = [network, *terms]
-        lists: List[Tuple[str, float]] = []
+        lists: List[NeighborListSpec] = []
         maps: List[List[int]] = []
         for part in parts:
             idx: List[int] = []
-            for name, cutoff in part.neighbor_lists():
-                for k, (n0, c0) in enumerate(lists):
-                    if n0 == name:
-                        if abs(c0 - float(cutoff)) > 1e-12:
+            for item in part.neighbor_lists():
+                spec = NeighborListSpec.of(item)
+                for k, old in enumerate(lists):
+                    if old.name == spec.name:
+                        if abs(old.cutoff - spec.cutoff) > 1e-12:
                             raise ValueError(
-                                f"two parts ask for a neighbour list named {name!r} with different "
-                                f"cutoffs ({c0} and {cutoff} Å); give them different names"
+                                f"two parts ask for a neighbour list named {spec.name!r} with different "
+                                f"cutoffs ({old.cutoff} and {spec.cutoff} Å); give them different names"
                             )
+                        # a shared list is needed as far as the farther-reaching part needs it
+                        reach = None if old.reach is None or spec.reach is None else max(old.reach, spec.reach)
+                        lists[k] = old.model_copy(update={"reach": reach})
                         idx.append(k)
                         break
                 else:
-                    lists.append((name, float(cutoff)))
+                    lists.append(spec)
                     idx.append(len(lists) - 1)
             maps.append(idx)
         self.parts = nn.ModuleList(parts)
@@ -62,8 +69,8 @@ class AdditiveModel(nn.Module):
         return self.parts[0]
 
     @torch.jit.unused
-    def neighbor_lists(self) -> List[Tuple[str, float]]:
-        return list(self._lists)
+    def neighbor_lists(self) -> List[Tuple[str, float, Optional[float]]]:
+        return [(nl.name, nl.cutoff, nl.reach) for nl in self._lists]
 
     @torch.jit.unused
     def contract_info(self) -> Dict[str, Any]:
@@ -71,8 +78,9 @@ class AdditiveModel(nn.Module):
         net = dict(infos[0])
         ranges = []
         for part, info in zip(self.parts, infos):
-            first = part.neighbor_lists()[0][1]
-            largest = max(c for _, c in part.neighbor_lists())
+            specs = [NeighborListSpec.of(item) for item in part.neighbor_lists()]
+            first = specs[0].cutoff
+            largest = max(nl.cutoff for nl in specs)
             ranges.append(info.get("interaction_range", max(first * info.get("num_interactions", 1), largest)))
         net["kind"] = "+".join(info["kind"] for info in infos)
         net["neighbor_lists"] = self.neighbor_lists()
@@ -99,10 +107,11 @@ class AdditiveModel(nn.Module):
             eis = [edge_indices[m] for m in idx]
             evs = [edge_vectors[m] for m in idx]
             out = part(atomic_numbers, eis, evs, n_local, system)
-            energies = energies + out[ENERGY_KEY]
+            # the literal, not ENERGY_KEY: TorchScript cannot read a module-level str
+            energies = energies + out["energies"]
             if k == 0:
                 for key, value in out.items():
-                    if key != ENERGY_KEY:
+                    if key != "energies":
                         result[key] = value
-        result[ENERGY_KEY] = energies
+        result["energies"] = energies
         return result

@@ -9,12 +9,19 @@ including LAMMPS's ghost atoms. Per-atom energy = readout(s) * scale + shift[ele
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from .base import MLFFModel, ModelOptions
 from .radial import CosineCutoff, PolynomialCutoff, SineBasis
+from .shifts import fit_atomic_energies
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data.records import Record
 
 
 class _Interaction(nn.Module):
@@ -60,7 +67,19 @@ class _Interaction(nn.Module):
         return s, v
 
 
-class PaiNN(nn.Module):
+class PaiNNOptions(ModelOptions):
+    """The ``model:`` block of a PaiNN (``kind: painn``); defaults are the constructor's."""
+
+    cutoff: float = Field(5.0, gt=0, description="neighbour-list cutoff, Å")
+    n_features: int = Field(64, ge=2)
+    num_interactions: int = Field(3, ge=1, description="message-passing layers")
+    n_rbf: int = Field(20, ge=1, description="radial basis functions")
+    cutoff_fn: Literal["cosine", "polynomial"] = Field(
+        "polynomial", description="envelope; the cosine one has a force kink at the cutoff"
+    )
+
+
+class PaiNN(MLFFModel, nn.Module):
     """Student model. Configuration is kept in ``self.config`` so checkpoints rebuild it.
 
     The default cutoff envelope is the C2-smooth polynomial: with the cosine cutoff the
@@ -68,6 +87,7 @@ class PaiNN(nn.Module):
     """
 
     kind = "painn"
+    Options = PaiNNOptions
 
     def __init__(
         self,
@@ -116,8 +136,9 @@ class PaiNN(nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
 
     @torch.jit.unused
-    def neighbor_lists(self) -> List[Tuple[str, float]]:
-        return [("local", self.cutoff)]
+    def neighbor_lists(self) -> List[Tuple[str, float, float]]:
+        # the last layer's messages start at most (layers - 1) cutoffs from a counted atom
+        return [("local", self.cutoff, (self.num_interactions - 1) * self.cutoff)]
 
     @torch.jit.unused
     def contract_info(self) -> Dict[str, Any]:
@@ -126,8 +147,37 @@ class PaiNN(nn.Module):
             elements=list(self.config["elements"]),
             neighbor_lists=self.neighbor_lists(),
             num_interactions=self.num_interactions,
+            min_distance=getattr(self, "min_distance", None),
             hyperparameters=dict(self.config),
         )
+
+    # ------------------------------------------------------------------ training interface
+    @torch.jit.unused
+    def initialize_from_data(self, records: Sequence["Record"]) -> None:
+        """Least-squares per-element energies, and an output scale of the force RMS.
+
+        The scale keeps the initial forces of the random network on the scale of the
+        data's; both are written into the parameters in their current dtype.
+        """
+        shifts = fit_atomic_energies(self.config["elements"], [r.numbers for r in records], [r.energy for r in records])
+        force_rms = float(np.sqrt(np.mean(np.concatenate([r.forces.ravel() for r in records]) ** 2)))
+        with torch.no_grad():
+            self.atomic_energies.copy_(torch.as_tensor(shifts))
+            self.scale.fill_(max(force_rms, 1e-3))
+
+    @torch.jit.unused
+    def shift_energies(self, per_atom: float) -> None:
+        with torch.no_grad():
+            self.atomic_energies.add_(per_atom)
+
+    @torch.jit.unused
+    def no_decay_parameters(self) -> Set[str]:
+        """Embeddings, per-element energies and biases: decay would pull the eV-scale
+        reference energies and the element identities towards zero."""
+        return {
+            name for name, _ in self.named_parameters()
+            if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias")
+        }
 
     def forward(
         self,

@@ -8,8 +8,8 @@ structure sizes vary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,33 +35,66 @@ class Sample:
         return int(self.numbers.shape[0])
 
 
+def _labels(rec: Record, dtype: torch.dtype) -> Dict[str, Any]:
+    """A record's labels as sample fields (stress only for periodic structures)."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    stress = None
+    if rec.stress is not None and rec.periodic:
+        stress = torch.as_tensor(voigt_6_to_full_3x3_stress(np.asarray(rec.stress)), dtype=dtype)
+    return dict(energy=float(rec.energy), forces=torch.tensor(np.array(rec.forces), dtype=dtype), stress=stress)
+
+
+def list_cutoffs(model: torch.nn.Module) -> List[float]:
+    """The cutoff of every neighbour list ``model`` declares, in its order."""
+    from ..contract import NeighborListSpec
+
+    return [NeighborListSpec.of(item).cutoff for item in model.neighbor_lists()]
+
+
 def build_samples(
     records: Sequence[Record], cutoffs: Union[float, Sequence[float]], dtype: torch.dtype
 ) -> List[Sample]:
     """One pre-built graph per record, one edge set per neighbour-list cutoff of the model."""
-    from ase.stress import voigt_6_to_full_3x3_stress
-
     samples = []
     for rec in records:
         atoms = rec.to_atoms()
         g = graph_from_atoms(atoms, cutoffs, dtype)
-        stress = None
-        if rec.stress is not None and rec.periodic:
-            stress = torch.as_tensor(voigt_6_to_full_3x3_stress(np.asarray(rec.stress)), dtype=dtype)
         samples.append(
             Sample(
                 numbers=g.atomic_numbers,
                 edge_indices=g.edge_indices,
                 edge_vectors=[ev.detach() for ev in g.edge_vectors()],
-                energy=float(rec.energy),
-                forces=torch.tensor(np.array(rec.forces), dtype=dtype),
-                stress=stress,
                 volume=float(atoms.get_volume()) if rec.periodic else 0.0,
                 record_id=rec.id,
                 charge=float(atoms.info.get("charge", 0.0)),
+                **_labels(rec, dtype),
             )
         )
     return samples
+
+
+def relabel(sample: Sample, rec: Record, lists: Optional[Sequence[int]] = None) -> Sample:
+    """``sample`` with the labels of ``rec`` (same structure) and only the neighbour lists ``lists``."""
+    dtype = sample.edge_vectors[0].dtype
+    if lists is not None:
+        sample = replace(
+            sample,
+            edge_indices=[sample.edge_indices[m] for m in lists],
+            edge_vectors=[sample.edge_vectors[m] for m in lists],
+        )
+    return replace(sample, **_labels(rec, dtype))
+
+
+def shortest_distance(samples: Sequence[Sample]) -> Optional[float]:
+    """The shortest edge of any list of any sample (Å); None if no sample has an edge."""
+    best = None
+    for s in samples:
+        for ev in s.edge_vectors:
+            if ev.shape[0]:
+                r = float(torch.linalg.norm(ev.double(), dim=1).min())
+                best = r if best is None else min(best, r)
+    return best
 
 
 def pack(order: Sequence[int], sizes: Sequence[int], batch_atoms: int) -> List[List[int]]:

@@ -1,5 +1,11 @@
 """The distillation trainer: resumable after a kill, data-parallel under torchrun.
 
+Any model kind: the trainer knows a model only through the interface of
+:mod:`mlff.models.base` (built from the config's ``model:`` block, its own data-driven
+initialisation, its neighbour lists, its weight-decay exemptions). Physics terms of the
+config (``dispersion:``, ``terms:``) are subtracted from the labels once
+(:mod:`mlff.training.residual`); the network learns the rest and the export adds them back.
+
 Resumption is exact: a checkpoint holds the model, optimizer, schedule state, step,
 epoch and position in the epoch, RNG states and the best-checkpoint list; the data
 order of an epoch is a pure function of (seed, epoch). A run killed at any moment
@@ -13,6 +19,7 @@ a double backward (forces are a gradient), which DDP's reducer hooks do not supp
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -21,22 +28,24 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..atomic import atomic_write
-from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..data.records import Record
-from ..data.store import dataset_hash, read_metadata, read_records
-from ..data.validate import elements_of, split_counts, validate_records
-from ..models import build_model
-from ..models.shifts import fit_atomic_energies
-from .batching import Sample, build_samples, collate, epoch_batches, pack
+from ..checkpoint import read_checkpoint, save_checkpoint, with_terms
+from ..data.store import dataset_hash
+from ..data.validate import elements_of
+from ..models import model_from_options
+from ..models.composite import AdditiveModel
+from ..physics.terms import build_term, term_spec
+from .batching import Sample, build_samples, collate, epoch_batches, list_cutoffs, pack, shortest_distance
 from .config import TrainConfig
+from .data import load_split, resolve_elements
 from .metrics import METRIC_NAMES, ErrorAccumulator, loss_terms, predict, validation_loss, weighted
+from .residual import residual_samples
 
 CSV_FIELDS = ("step", "epoch", "time_s", "lr", "train_loss", "val_loss") + METRIC_NAMES
 
@@ -95,52 +104,6 @@ class _Dist:
                 dist.destroy_process_group()
 
 
-# --------------------------------------------------------------------------- data
-
-
-def _load_split(cfg: TrainConfig, elements: Optional[List[int]]) -> Tuple[List[Record], List[Record], List[Record], Dict[str, Any]]:
-    d = cfg.data
-    records = read_records(d.train, d.selection)
-    report = validate_records(records, elements, d.on_invalid, d.min_structures, source=d.train)
-    records = report.kept
-    rng = np.random.default_rng(d.split_seed)
-    order = rng.permutation(len(records)).tolist()
-    n_valid, n_test = split_counts(len(records), (0.0 if d.valid else d.valid_fraction, 0.0 if d.test else d.test_fraction))
-    valid = [records[k] for k in order[:n_valid]]
-    test = [records[k] for k in order[n_valid : n_valid + n_test]]
-    train = [records[k] for k in order[n_valid + n_test :]]
-    if len(train) < d.min_structures:
-        raise ValueError(
-            f"{d.train}: after the validation/test split only {len(train)} training structures remain "
-            f"(min_structures = {d.min_structures}); label more data or lower the fractions"
-        )
-    if d.valid:
-        valid = validate_records(read_records(d.valid), elements, d.on_invalid, 1, source=d.valid).kept
-    if d.test:
-        test = validate_records(read_records(d.test), elements, d.on_invalid, 1, source=d.test).kept
-    try:
-        meta = read_metadata(d.train)
-    except Exception:
-        meta = {}
-    return train, valid, test, meta
-
-
-def _resolve_elements(cfg: TrainConfig) -> Optional[List[int]]:
-    if cfg.model.elements is None:
-        return None
-    from ase.data import atomic_numbers
-
-    out = []
-    for e in cfg.model.elements:
-        if isinstance(e, int):
-            out.append(e)
-        elif e in atomic_numbers:
-            out.append(atomic_numbers[e])
-        else:
-            raise ValueError(f"model.elements: unknown element {e!r}")
-    return sorted(set(out))
-
-
 # --------------------------------------------------------------------------- schedule
 
 
@@ -182,23 +145,6 @@ class Schedule:
         self.plateau_scale, self.best, self.bad = d["plateau_scale"], d["best"], int(d["bad"])
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> List[Dict[str, Any]]:
-    """Embeddings, per-element shifts and biases are not decayed: decay would pull the
-    shifts (eV-scale reference energies) and element identities towards zero."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
 # --------------------------------------------------------------------------- trainer
 
 
@@ -223,43 +169,51 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg = self.cfg
-        elements = _resolve_elements(cfg)
-        train, valid, test, self.data_meta = _load_split(cfg, elements)
+        elements = resolve_elements(cfg.model.elements)
+        train, valid, test, self.data_meta = load_split(cfg.data, elements)
         self.elements = elements or elements_of(train)
         unseen = set(elements_of(valid + test)) - set(self.elements)
         if unseen:
             raise ValueError(f"validation/test structures contain elements {sorted(unseen)} the model will not know")
         self.data_hash = dataset_hash(train)
+
+        # the model comes first: its neighbour lists (and the terms') decide the graphs
+        torch.manual_seed(cfg.run.seed)
+        self.model = model_from_options(cfg.model.kind, self.elements, cfg.model.options)
+        self.terms = [
+            build_term(spec, self.elements, where="dispersion" if spec is cfg.dispersion else f"terms[{k}]")
+            for k, spec in enumerate(cfg.term_specs)
+        ]
         t0 = time.perf_counter()
-        self.train_set = build_samples(train, cfg.model.cutoff, self.dtype)
-        self.valid_set = build_samples(valid, cfg.model.cutoff, self.dtype)
-        self.test_set = build_samples(test, cfg.model.cutoff, self.dtype)
+        if self.terms:
+            composite = AdditiveModel(self.model, self.terms)
+            self.train_set, train = residual_samples(train, composite, self.dtype)
+            self.valid_set, _ = residual_samples(valid, composite, self.dtype)
+            self.test_set, _ = residual_samples(test, composite, self.dtype)
+        else:
+            cutoffs = list_cutoffs(self.model)
+            self.train_set = build_samples(train, cutoffs, self.dtype)
+            self.valid_set = build_samples(valid, cutoffs, self.dtype)
+            self.test_set = build_samples(test, cutoffs, self.dtype)
         self.log(
             f"[mlff train] {len(train)} train / {len(valid)} valid / {len(test)} test structures, "
             f"elements {self.elements}, graphs built in {time.perf_counter() - t0:.1f} s"
             + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
+            + (f"; learning the residual after {', '.join(t.kind for t in self.terms)}" if self.terms else "")
         )
         self.need_stress = cfg.loss.stress_weight > 0 or any(s.stress is not None for s in self.valid_set)
 
-        torch.manual_seed(cfg.run.seed)
-        m = cfg.model
-        self.model = build_model(
-            m.kind, elements=self.elements, cutoff=m.cutoff, n_features=m.n_features,
-            num_interactions=m.num_interactions, n_rbf=m.n_rbf, cutoff_fn=m.cutoff_fn,
-        )
-        shifts = fit_atomic_energies(self.elements, [r.numbers for r in train], [r.energy for r in train])
-        force_rms = float(np.sqrt(np.mean(np.concatenate([r.forces.ravel() for r in train]) ** 2)))
-        with torch.no_grad():
-            self.model.atomic_energies.copy_(torch.as_tensor(shifts))
-            # output scale of the order of the force RMS keeps initial forces on the right scale
-            self.model.scale.fill_(max(force_rms, 1e-3))
+        # constants from the labels in the construction dtype, then cast (the same
+        # initial model whatever the training dtype); ``train`` is the residual here
+        self.model.initialize_from_data(train)
+        self.model.min_distance = shortest_distance(self.train_set)
         self.model = self.model.to(device=self.device, dtype=self.dtype)
         self._recenter_energies()
         for p in self.model.parameters():
             self.dist.broadcast_(p.data)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         o = cfg.optim
-        self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.opt = torch.optim.AdamW(self.model.param_groups(o.weight_decay), lr=o.lr, betas=tuple(o.betas))
         self.schedule = Schedule(cfg)
         self.sizes = [s.n_atoms for s in self.train_set]
         self.valid_batches = pack(range(len(self.valid_set)), [s.n_atoms for s in self.valid_set], cfg.run.batch_atoms)
@@ -275,11 +229,12 @@ class Trainer:
         self.last_metrics: Dict[str, Any] = {}
 
     def _recenter_energies(self, n_structures: int = 64) -> None:
-        """Absorb the untrained readout's mean per-atom energy into the shifts.
+        """Absorb the untrained model's mean per-atom energy error (``model.shift_energies``).
 
-        The least-squares shifts fit the data, but the random readout adds an offset
-        of the order of ``scale`` per atom; removing it keeps early energy errors at the
-        level of the data's spread instead of that offset.
+        The data-fitted constants fit the labels, but a random readout adds an offset of
+        the order of its output scale per atom; removing it keeps early energy errors at
+        the level of the data's spread instead of that offset. Measured here, in the
+        training dtype on the training batches, so every model kind gets it.
         """
         samples = self.train_set[:n_structures]
         with torch.no_grad():
@@ -290,7 +245,7 @@ class Trainer:
                 residual += float(b.energy.sum() - e.sum())
                 atoms += int(b.numbers.shape[0])
             if atoms:
-                self.model.atomic_energies.add_(residual / atoms)
+                self.model.shift_energies(residual / atoms)
 
     # ------------------------------------------------------------------ state
     def _trainer_state(self) -> Dict[str, Any]:
@@ -326,7 +281,36 @@ class Trainer:
         }
 
     def _save(self, name: str) -> Path:
-        return save_checkpoint(self.ckpt_dir / name, self.model, self._trainer_state(), self._provenance())
+        return save_checkpoint(
+            self.ckpt_dir / name, self.model, self._trainer_state(), self._provenance(), terms=self.terms
+        )
+
+    def _settings_changed(self, payload: Dict[str, Any]) -> List[str]:
+        """What the checkpoint's model was built with and this run's differ in, one line per setting.
+
+        Loading weights into a model built otherwise fails with a size-mismatch dump (or,
+        worse, succeeds and trains something else): compare what matters instead.
+        """
+        missing = object()
+
+        def show(v: Any) -> str:
+            return "not set" if v is missing else repr(v)
+
+        lines = []
+        old = {"kind": payload.get("kind"), **payload.get("config", {})}
+        new = {"kind": self.model.kind, **self.model.config}
+        for key in list(new) + [k for k in old if k not in new]:
+            before, now = old.get(key, missing), new.get(key, missing)
+            if before != now:
+                lines.append(f"model.{key}: {show(before)} in the checkpoint, {show(now)} now")
+        old_terms = payload.get("terms", [])
+        new_terms = [term_spec(t) for t in self.terms]
+        if old_terms != new_terms:
+            lines.append(f"physics terms (dispersion/terms): {old_terms or 'none'} in the checkpoint, "
+                         f"{new_terms or 'none'} now")
+        if payload.get("dtype") != self.cfg.run.dtype:
+            lines.append(f"run.dtype: {payload.get('dtype')!r} in the checkpoint, {self.cfg.run.dtype!r} now")
+        return lines
 
     def _restore(self) -> bool:
         path = self.ckpt_dir / "last.ckpt"
@@ -347,6 +331,13 @@ class Trainer:
         if st.get("world", 1) != self.dist.world:
             raise RuntimeError(
                 f"{path} was written by a run with {st.get('world', 1)} processes; resume with the same number"
+            )
+        changed = self._settings_changed(payload)
+        if changed:
+            raise RuntimeError(
+                f"{path} was trained with other settings than this config's:\n  " + "\n  ".join(changed)
+                + "\nRestore these settings to continue that run, or start a new run without --resume "
+                "(with another run.output_dir, or after deleting " + str(self.out) + ")"
             )
         self.model.load_state_dict(payload["state_dict"])
         self.opt.load_state_dict(st["optimizer"])
@@ -406,7 +397,7 @@ class Trainer:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except Exception:  # tensorboard is optional; the CSV log is always written
+        except ImportError:  # tensorboard is optional; the CSV log is always written
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
 
@@ -569,8 +560,7 @@ class Trainer:
         if not self.dist.main:
             return summary
         best_file = self.ckpt_dir / self.best[0][2] if self.best else self.ckpt_dir / "last.ckpt"
-        best = load_checkpoint(best_file).to(self.device)
-        self.model.load_state_dict(best.state_dict())
+        self.model.load_state_dict(read_checkpoint(best_file)["state_dict"])
         valid_acc = self.evaluate(self.valid_set, keep=True, shard=False)
         summary["best_checkpoint"] = str(best_file)
         summary["valid"] = {k: v for k, v in valid_acc.metrics().items() if not k.startswith("_")}
@@ -581,7 +571,9 @@ class Trainer:
 
             prov = {**self._provenance(), "valid_metrics": summary["valid"], "train_steps": self.step,
                     "train_seconds": summary["train_seconds"]}
-            export_model(self.model.eval(), self.out / "model.pt", provenance=prov)
+            # the exported file adds the physics terms back to the network's residual
+            network = copy.deepcopy(self.model).cpu().eval()
+            export_model(with_terms(network, self.terms), self.out / "model.pt", provenance=prov)
             summary["model"] = str(self.out / "model.pt")
         if run.plots:
             try:
