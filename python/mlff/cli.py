@@ -92,7 +92,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 #: modules that add their own subcommands through ``register(subparsers)``; each
 #: feature area owns its commands (data: label, training: train, lammps: plugin info)
-COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.openmm.cli")
+COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,11 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_bench)
 
     import importlib
-    import importlib.util
 
+    # a broken feature area must fail loudly here, not vanish from the CLI
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None or importlib.util.find_spec(name) is None:
-            continue  # that feature area has no commands (yet)
         importlib.import_module(name).register(sub)
     return p
 
