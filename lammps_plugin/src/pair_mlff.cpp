@@ -514,10 +514,18 @@ void PairMLFF::build_graph()
     double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
     return dx * dx + dy * dy + dz * dz;
   };
+  // how far from an owned atom each list's edges are needed (only the several-list
+  // ghost graph below prunes by it; dsq is 0 everywhere else)
+  std::vector<double> reach_sq(nlists);
+  for (size_t k = 0; k < nlists; k++) {
+    double reach = model_.lists[k].reach >= 0.0 ? model_.lists[k].reach : model_.interaction_range;
+    reach += 0.5 * neighbor->skin;
+    reach_sq[k] = reach * reach;
+  }
   // every list is filtered from LAMMPS's one list at the largest cutoff (+ skin)
-  auto add_edges = [&](int i, int j, double rsq) {
+  auto add_edges = [&](int i, int j, double rsq, double dsq) {
     for (size_t k = 0; k < nlists; k++) {
-      if (rsq >= cut_sq_[k]) continue;
+      if (rsq >= cut_sq_[k] || dsq > reach_sq[k]) continue;
       auto &list = graph_.lists[k];
       edge_i_[k].push_back(i);
       edge_j_[k].push_back(j);
@@ -551,7 +559,7 @@ void PairMLFF::build_graph()
         if (atom_node_[j] < 0 && !own_image(j))
           throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
                                    " has no owned image on this rank");
-        add_edges(i, j, rsq);
+        add_edges(i, j, rsq, 0.0);
       }
     }
   } else if (nlists == 1) {
@@ -592,7 +600,7 @@ void PairMLFF::build_graph()
         if (rsq >= cut_first_sq_) continue;
         if (atom_node_[j] < 0 && !own_image(j))
           throw std::runtime_error("internal error: neighbour outside the message-passing shell");
-        add_edges(i, j, rsq);
+        add_edges(i, j, rsq, 0.0);
       }
     }
   } else {
@@ -610,13 +618,8 @@ void PairMLFF::build_graph()
     }
     // owned atoms lie within this rank's subdomain grown by skin/2 (they move at most
     // that far between neighbour-list builds), so the distance to the subdomain minus
-    // skin/2 is a lower bound of the distance to the nearest owned atom
-    std::vector<double> reach_sq(nlists);
-    for (size_t k = 0; k < nlists; k++) {
-      double reach = model_.lists[k].reach >= 0.0 ? model_.lists[k].reach : model_.interaction_range;
-      reach += 0.5 * neighbor->skin;
-      reach_sq[k] = reach * reach;
-    }
+    // skin/2 is a lower bound of the distance to the nearest owned atom (reach_sq above
+    // includes the skin/2)
     for (size_t n = 0; n < node_atom_.size(); n++) {
       int i = node_atom_[n];
       double dsq = n < static_cast<size_t>(n_local) ? 0.0 : subdomain_distance_sq(x[i]);
@@ -629,15 +632,7 @@ void PairMLFF::build_graph()
         // a neighbour of a shell atom that is not in the ghost list lies beyond the
         // interaction range of every owned atom: the edge cannot reach owned energies
         if (atom_node_[j] < 0 && !own_image(j)) continue;
-        for (size_t k = 0; k < nlists; k++) {
-          if (rsq >= cut_sq_[k] || dsq > reach_sq[k]) continue;
-          auto &el = graph_.lists[k];
-          edge_i_[k].push_back(i);
-          edge_j_[k].push_back(j);
-          el.edge_vectors.push_back(x[j][0] - x[i][0]);
-          el.edge_vectors.push_back(x[j][1] - x[i][1]);
-          el.edge_vectors.push_back(x[j][2] - x[i][2]);
-        }
+        add_edges(i, j, rsq, dsq);
       }
     }
   }

@@ -137,7 +137,7 @@ class MLFFCalculator(Calculator):
                 virial = atom_virial[sl].sum(0)
                 res["stress"] = full_3x3_to_voigt_6_stress(stress_from_virial(virial, volume).cpu().numpy())
                 res["stresses"] = np.array(
-                    [full_3x3_to_voigt_6_stress(-w / volume) for w in atom_virial[sl].cpu().numpy()]
+                    [full_3x3_to_voigt_6_stress(stress_from_virial(w, volume)) for w in atom_virial[sl].cpu().numpy()]
                 )
             for spec in self.extra_outputs:
                 value = out[spec.name].detach()

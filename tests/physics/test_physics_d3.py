@@ -7,17 +7,14 @@ with respect to edge vectors built from positions (and a strain) that require gr
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.units import Bohr, Hartree
+
+from physics_helpers import lammps_job, run_lammps
 
 from mlff.neighbors import neighbor_list
 from mlff.physics import D3BJ
@@ -227,62 +224,6 @@ def test_matches_tad_dftd3():
 
 
 # ----------------------------------------------------------------------------- vs LAMMPS
-
-_LAMMPS_RUNNER = r"""
-import json, sys
-import numpy as np
-from lammps import lammps, LMP_STYLE_ATOM, LMP_TYPE_VECTOR
-jobs = json.load(open(sys.argv[1]))
-lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
-results = []
-for job in jobs:
-    lmp.command("clear")
-    lo, hi = job["lo"], job["hi"]
-    lmp.commands_list([
-        "units metal", "atom_style atomic", "atom_modify map yes sort 0 0",
-        "boundary " + " ".join("p" if p else "f" for p in job["pbc"]),
-        "region box block {} {} {} {} {} {}".format(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]),
-        "create_box {} box".format(job["ntypes"]), "mass * 1.0",
-    ])
-    x = np.asarray(job["positions"], dtype=float)
-    n = len(x)
-    lmp.create_atoms(n, list(range(1, n + 1)), list(job["types"]), x.ravel().tolist())
-    lmp.commands_list(job["pair"] + ["compute pea all pe/atom", "thermo_style custom step pe", "run 0"])
-    order = np.argsort(lmp.numpy.extract_atom("id")[:n])
-    f = lmp.numpy.extract_atom("f")[:n][order]
-    pea = lmp.numpy.extract_compute("pea", LMP_STYLE_ATOM, LMP_TYPE_VECTOR)[:n][order]
-    results.append({"energy": lmp.get_thermo("pe"), "energies": pea.tolist(), "forces": f.tolist()})
-json.dump(results, open(sys.argv[2], "w"))
-"""
-
-
-def run_lammps(jobs, tmp_path: Path):
-    """Run jobs (box, atoms, pair lines) in one child process with the lammps module."""
-    pytest.importorskip("lammps", reason="the lammps wheel provides the LAMMPS oracle")
-    from mlff.lammps.plugin import subprocess_env
-
-    (tmp_path / "runner.py").write_text(_LAMMPS_RUNNER)
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "jobs.json"), str(tmp_path / "out.json")],
-        env=subprocess_env(1), capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((tmp_path / "out.json").read_text())
-
-
-def lammps_job(atoms: Atoms, pair_lines, symbols):
-    types = [symbols.index(s) + 1 for s in atoms.get_chemical_symbols()]
-    if atoms.pbc.all():
-        cell = np.asarray(atoms.cell[:])
-        assert np.allclose(cell, np.diag(np.diag(cell))), "the runner takes orthorhombic cells"
-        lo, hi = [0.0, 0.0, 0.0], np.diag(cell).tolist()
-    else:
-        lo = (atoms.positions.min(axis=0) - 5.0).tolist()
-        hi = (atoms.positions.max(axis=0) + 5.0).tolist()
-    return dict(lo=lo, hi=hi, pbc=[bool(p) for p in atoms.pbc], ntypes=len(symbols), types=types,
-                positions=atoms.positions.tolist(), pair=pair_lines)
-
 
 def test_matches_lammps_dispersion_d3(tmp_path):
     """LAMMPS' own D3 (pbe, bj) with the same hard cutoffs: 1 µeV/atom, 1e-6 eV/Å.

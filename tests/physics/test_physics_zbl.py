@@ -3,15 +3,12 @@ continuity at the outer cutoff; contract behaviour (long edges, TorchScript)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+
+from physics_helpers import lammps_job, run_lammps
 
 from mlff.neighbors import neighbor_list
 from mlff.physics import ZBL
@@ -48,47 +45,6 @@ def random_cluster(seed: int = 0) -> Atoms:
 
 # ----------------------------------------------------------------------------- vs LAMMPS
 
-_LAMMPS_RUNNER = r"""
-import json, sys
-import numpy as np
-from lammps import lammps, LMP_STYLE_ATOM, LMP_TYPE_VECTOR
-jobs = json.load(open(sys.argv[1]))
-lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
-results = []
-for job in jobs:
-    lmp.command("clear")
-    lo, hi = job["lo"], job["hi"]
-    lmp.commands_list([
-        "units metal", "atom_style atomic", "atom_modify map yes sort 0 0", "boundary f f f",
-        "region box block {} {} {} {} {} {}".format(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]),
-        "create_box {} box".format(job["ntypes"]), "mass * 1.0",
-    ])
-    x = np.asarray(job["positions"], dtype=float)
-    n = len(x)
-    lmp.create_atoms(n, list(range(1, n + 1)), list(job["types"]), x.ravel().tolist())
-    lmp.commands_list(job["pair"] + ["compute pea all pe/atom", "thermo_style custom step pe", "run 0"])
-    order = np.argsort(lmp.numpy.extract_atom("id")[:n])
-    f = lmp.numpy.extract_atom("f")[:n][order]
-    pea = lmp.numpy.extract_compute("pea", LMP_STYLE_ATOM, LMP_TYPE_VECTOR)[:n][order]
-    results.append({"energy": lmp.get_thermo("pe"), "energies": pea.tolist(), "forces": f.tolist()})
-json.dump(results, open(sys.argv[2], "w"))
-"""
-
-
-def run_lammps(jobs, tmp_path: Path):
-    pytest.importorskip("lammps", reason="the lammps wheel provides the LAMMPS oracle")
-    from mlff.lammps.plugin import subprocess_env
-
-    (tmp_path / "runner.py").write_text(_LAMMPS_RUNNER)
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "jobs.json"), str(tmp_path / "out.json")],
-        env=subprocess_env(1), capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((tmp_path / "out.json").read_text())
-
-
 def zbl_job(atoms: Atoms, inner: float, outer: float):
     zs = sorted(set(int(z) for z in atoms.numbers))
     pair = [f"pair_style zbl {inner} {outer}"]
@@ -96,11 +52,8 @@ def zbl_job(atoms: Atoms, inner: float, outer: float):
         for b, zb in enumerate(zs):
             if b >= a:
                 pair.append(f"pair_coeff {a + 1} {b + 1} {za:.1f} {zb:.1f}")
-    return dict(
-        lo=(atoms.positions.min(axis=0) - 5.0).tolist(), hi=(atoms.positions.max(axis=0) + 5.0).tolist(),
-        ntypes=len(zs), types=[zs.index(int(z)) + 1 for z in atoms.numbers],
-        positions=atoms.positions.tolist(), pair=pair,
-    )
+    symbols = [Atoms(numbers=[zz]).get_chemical_symbols()[0] for zz in zs]
+    return lammps_job(atoms, pair, symbols)
 
 
 def test_matches_lammps_pair_zbl(tmp_path):

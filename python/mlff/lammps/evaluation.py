@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..units import stress_from_virial
 from .data import energy_unit_per_ev, lammps_frame, type_symbols, write_data
 from .plugin import LammpsError, mpirun_command, subprocess_env
 
@@ -118,7 +119,7 @@ def evaluate(
             for name in outputs:
                 res[name] = data[f"{k}/out/{name}"]
             if atoms.pbc.all():
-                s = -res["virial"] / atoms.get_volume()
+                s = stress_from_virial(res["virial"], atoms.get_volume())
                 res["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
             results.append(res)
         return results

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..contract import evaluate
+from ..units import stress_from_virial
 from .batching import Batch
 from .config import LossConfig
 
@@ -40,7 +41,7 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
         virial = torch.zeros((b.n_structures, 3, 3), dtype=ev.dtype, device=ev.device).index_add(
             0, b.batch, out["atom_virial"]
         )
-        result["stress"] = -virial / b.volume.view(-1, 1, 1)
+        result["stress"] = stress_from_virial(virial, b.volume.view(-1, 1, 1))
     return result
 
 
