@@ -146,7 +146,7 @@ def test_engines_refuse_bad_system_inputs(two_list_file):
     with pytest.raises(ValueError, match=r"unknown fidelity 'dft'; this model has: 0 \('low'\), 1 \('high'\)"):
         mlff.MLFFCalculator(two_list_file, fidelity="dft")
     with pytest.raises(ValueError, match="fidelity index 2 is out of range"):
-        MLFFForce(two_list_file, [29, 8], fidelity=2)
+        MLFFForce(two_list_file, [29, 8], fidelity=2, periodic=False)
     with pytest.raises(LammpsError, match="unknown fidelity 'dft'; model .* has: 0 \\('low'\\), 1 \\('high'\\)"):
         evaluate(two_list_file, [_crystal()], fidelity="dft")
     with pytest.raises(ValueError, match="total charge must be finite"):

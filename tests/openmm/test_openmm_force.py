@@ -98,7 +98,7 @@ def test_atoms_subset(make_model_file, backend):
     numbers = np.full(n_total, 8)
     numbers[ml_indices] = mol.numbers
 
-    force = MLFFForce(model, numbers, atoms=ml_indices, backend=backend)
+    force = MLFFForce(model, numbers, atoms=ml_indices, backend=backend, periodic=False)
     system = openmm_system(mol, force, extra_particles=n_other)
     e, f = energy_forces(system, positions * 0.1, "CPU")
     e_ref, f_ref = ase_reference(model, mol)
@@ -106,7 +106,7 @@ def test_atoms_subset(make_model_file, backend):
     assert np.all(f[other_indices] == 0.0)
 
     # atomic_numbers= of the ML atoms only is the other way to say the same
-    force2 = MLFFForce(model, atoms=ml_indices, atomic_numbers=mol.numbers, backend=backend)
+    force2 = MLFFForce(model, atoms=ml_indices, atomic_numbers=mol.numbers, backend=backend, periodic=False)
     e2, _ = energy_forces(openmm_system(mol, force2, extra_particles=n_other), positions * 0.1, "CPU")
     assert e2 == pytest.approx(e, rel=1e-12)
 
@@ -134,14 +134,14 @@ def test_unknown_element_is_named(make_model_file):
 
 def test_missing_model_file(tmp_path):
     with pytest.raises(MLFFModelError, match="does not exist"):
-        MLFFForce(tmp_path / "nope.pt", [1, 1])
+        MLFFForce(tmp_path / "nope.pt", [1, 1], periodic=False)
 
 
 def test_corrupt_model_file(tmp_path, make_model_file):
     bad = tmp_path / "corrupt.pt"
     bad.write_bytes(make_model_file(elements=HCNO).read_bytes()[:2000])
     with pytest.raises(MLFFModelError, match="corrupt"):
-        MLFFForce(bad, [1, 6])
+        MLFFForce(bad, [1, 6], periodic=False)
 
 
 def test_elements_are_required_for_multi_element_models(make_model_file):
@@ -152,11 +152,11 @@ def test_elements_are_required_for_multi_element_models(make_model_file):
 def test_bad_backend_and_indices(make_model_file):
     model = make_model_file(elements=HCNO)
     with pytest.raises(ValueError, match="backend"):
-        MLFFForce(model, [1, 1], backend="gpu")
+        MLFFForce(model, [1, 1], backend="gpu", periodic=False)
     with pytest.raises(ValueError, match="outside"):
-        MLFFForce(model, [1, 1], atoms=[0, 5])
+        MLFFForce(model, [1, 1], atoms=[0, 5], periodic=False)
     with pytest.raises(ValueError, match="duplicate"):
-        MLFFForce(model, [1, 1, 1], atoms=[0, 0])
+        MLFFForce(model, [1, 1, 1], atoms=[0, 0], periodic=False)
 
 
 def test_saved_module_loads_as_a_torchforce_file(make_model_file, tmp_path):
@@ -186,7 +186,8 @@ def test_static_shapes_with_atoms_subset(make_model_file, backend):
     positions = np.vstack([np.full((3, 3), 30.0) + np.arange(9).reshape(3, 3), mol.positions])
     numbers = np.concatenate([[8, 8, 8], mol.numbers])
     ml = list(range(3, 3 + len(mol)))
-    force = MLFFForce(model, numbers, atoms=ml, backend=backend, static_shapes=True, positions=positions * 0.1)
+    force = MLFFForce(model, numbers, atoms=ml, backend=backend, static_shapes=True, positions=positions * 0.1,
+                      periodic=False)
     e, f = energy_forces(openmm_system(mol, force, extra_particles=3), positions * 0.1, "CPU")
     e_ref, f_ref = ase_reference(model, mol)
     assert_close(e, f[ml], e_ref, f_ref)

@@ -381,7 +381,7 @@ def test_contract_info_rebuilds_and_refuses_unknown_elements():
     module = D3BJ([8, 1], "b3lyp", cutoff=14.0, cn_cutoff=9.0, switch_width=1.0)
     info = module.contract_info()
     assert info["kind"] == "d3bj" and info["elements"] == [1, 8] and info["locality"] == "local"
-    assert info["neighbor_lists"] == [("d3", 14.0)] and info["interaction_range"] == 23.0
+    assert info["neighbor_lists"] == [("d3", 14.0, module.cutoff)] and info["interaction_range"] == 23.0
     rebuilt = D3BJ(**info["hyperparameters"])
     atoms = molecule("H2O")
     assert np.array_equal(evaluate(module, atoms)[0], evaluate(rebuilt, atoms)[0])

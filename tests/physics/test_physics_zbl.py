@@ -135,7 +135,7 @@ def test_contract_info_and_rebuild():
     module = ZBL([29, 1], inner=1.0, outer=2.0)
     info = module.contract_info()
     assert info["kind"] == "zbl" and info["elements"] == [1, 29]
-    assert info["neighbor_lists"] == [("zbl", 2.0)] and info["interaction_range"] == 2.0
+    assert info["neighbor_lists"] == [("zbl", 2.0, 0.0)] and info["interaction_range"] == 2.0
     assert info["locality"] == "local"
     rebuilt = ZBL(**info["hyperparameters"])
     atoms = Atoms("CuH", positions=[[0, 0, 0], [1.3, 0.2, 0]])
