@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from typing import Dict, List
 
 import numpy as np
 import pytest
@@ -207,3 +208,49 @@ def test_ghost_atoms_do_not_count(make_model):
     assert float(numeric.abs().max()) > 1e-4
     assert torch.allclose(part["virial"], numeric, atol=1e-7, rtol=0)
     assert torch.allclose(part["atom_virial"].sum(0), numeric, atol=1e-7, rtol=0)
+
+
+def test_exports_and_checkpoints_respect_the_umask(make_model, tmp_path):
+    """Other users on a cluster must be able to read models and checkpoints (umask 022 -> 0644)."""
+    import os
+
+    from mlff.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        mlff.export_model(make_model(), tmp_path / "m.pt")
+        save_checkpoint(tmp_path / "c.ckpt", make_model())
+    finally:
+        os.umask(old)
+    for name in ("m.pt", "c.ckpt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+class _ScriptedEnergyOffset(torch.nn.Module):
+    """Scripted and eager differ by a constant energy: identical forces, wrong energies."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    @torch.jit.unused
+    def neighbor_lists(self):
+        return [("local", 3.0)]
+
+    @torch.jit.unused
+    def contract_info(self):
+        return dict(kind="offset", elements=[29], neighbor_lists=self.neighbor_lists())
+
+    def forward(self, atomic_numbers: torch.Tensor, edge_indices: List[torch.Tensor], edge_vectors: List[torch.Tensor],
+                n_local: int, system: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        r = torch.linalg.norm(edge_vectors[0], dim=1) * self.w
+        e = torch.zeros(atomic_numbers.shape[0], dtype=r.dtype).index_add(0, edge_indices[0][0], r)
+        if torch.jit.is_scripting():
+            e = e + 1.0
+        return {"energies": e}
+
+
+def test_export_compares_energies_not_only_forces(tmp_path):
+    with pytest.raises(MLFFModelError, match=r"disagrees with the eager model on a probe system \(energies\)"):
+        mlff.export_model(_ScriptedEnergyOffset(), tmp_path / "offset.pt")
+    assert not (tmp_path / "offset.pt").exists()
