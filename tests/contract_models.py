@@ -81,9 +81,20 @@ class TwoListModel(nn.Module):
         system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         idx = self.z_to_index[atomic_numbers]
-        e = self.net.energies(atomic_numbers, edge_indices[0], edge_vectors[0])["energies"]
         r_short = torch.linalg.norm(edge_vectors[0], dim=1)
         q = self.charges(idx, edge_indices[0], r_short, n_local, system["charge"])
+        return self.energies_from_charges(atomic_numbers, edge_indices, edge_vectors, q, system)
+
+    def energies_from_charges(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        q: torch.Tensor,
+        system: Dict[str, torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        idx = self.z_to_index[atomic_numbers]
+        e = self.net.energies(atomic_numbers, edge_indices[0], edge_vectors[0])["energies"]
         i = edge_indices[1][0]
         j = edge_indices[1][1]
         r = torch.linalg.norm(edge_vectors[1], dim=1)
@@ -96,18 +107,63 @@ class TwoListModel(nn.Module):
 
 
 class GlobalChargeModel(TwoListModel):
-    """Charges normalised so that they sum to the total charge: a whole-system term."""
+    """Charges normalised so that they sum to the total charge: a whole-system term.
+
+    The two sums it needs (Σf and Σq over all atoms) come from ``global_sums`` over the
+    owned atoms, or complete from the engine in ``system["global_sums"]`` (LAMMPS MPI).
+    """
 
     kind = "test-global-charges"
+    locality = "global"
+
+    @torch.jit.unused
+    def contract_info(self) -> Dict[str, Any]:
+        return {**super().contract_info(), "global_sums": 2}
+
+    def _raw(self, atomic_numbers: torch.Tensor, edge_indices: List[torch.Tensor],
+             edge_vectors: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        idx = self.z_to_index[atomic_numbers]
+        r = torch.linalg.norm(edge_vectors[0], dim=1)
+        q = self.raw_charges(idx, edge_indices[0], r, idx.shape[0])
+        return q, 1.0 + 0.1 * q * q
+
+    @torch.jit.export
+    def global_sums(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        q, f = self._raw(atomic_numbers, edge_indices, edge_vectors)
+        return torch.stack([f[:n_local].sum(), q[:n_local].sum()])
+
+    def forward(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        if "global_sums" in system:
+            sums = system["global_sums"]
+        else:
+            sums = self.global_sums(atomic_numbers, edge_indices, edge_vectors, n_local, system)
+        q, f = self._raw(atomic_numbers, edge_indices, edge_vectors)
+        q = q + f / sums[0] * (system["charge"].to(q.dtype) - sums[1])
+        return self.energies_from_charges(atomic_numbers, edge_indices, edge_vectors, q, system)
+
+
+class PerRankChargeModel(TwoListModel):
+    """A whole-system model that does not expose its sums: refused on several LAMMPS ranks."""
+
+    kind = "test-per-rank-charges"
     locality = "global"
 
     def charges(
         self, idx: torch.Tensor, edge_index: torch.Tensor, r: torch.Tensor, n_local: int, total: torch.Tensor
     ) -> torch.Tensor:
-        n = idx.shape[0]
-        q = self.raw_charges(idx, edge_index, r, n)
-        f = 1.0 + 0.1 * q * q
-        # sums over the owned atoms: with several LAMMPS ranks that would be one rank's
-        # share, which is why the model is 'global' and LAMMPS refuses it there
-        excess = total.to(q.dtype) - q[:n_local].sum()
-        return q + f / f[:n_local].sum() * excess
+        q = self.raw_charges(idx, edge_index, r, idx.shape[0])
+        return q + (total.to(q.dtype) - q[:n_local].sum()) / n_local

@@ -9,7 +9,7 @@ import pytest
 from ase.build import bulk, molecule
 
 import mlff
-from contract_models import GlobalChargeModel, TwoListModel
+from contract_models import GlobalChargeModel, PerRankChargeModel, TwoListModel
 from mlff.contract import read_metadata
 
 TOL = 1e-9
@@ -153,13 +153,27 @@ def test_engines_refuse_bad_system_inputs(two_list_file):
         mlff.MLFFCalculator(two_list_file, charge=float("nan"))
 
 
-def test_global_model_exact_on_one_rank_refused_on_two(global_file):
-    from mlff.lammps import LammpsError, evaluate
+def test_global_model_exact_under_mpi(global_file):
+    """Charges normalised over all atoms: LAMMPS all-reduces the sums and their adjoints."""
+    from mlff.lammps import evaluate
 
+    assert read_metadata(global_file).global_sums == 2
     atoms = _crystal()
     ref = _ase(global_file, atoms, charge=1.5)
     assert ref["charges"].sum() == pytest.approx(1.5, abs=1e-12)
-    got = evaluate(global_file, [atoms], nprocs=1, charge=1.5)[0]
-    _close(ref, got, ("energy", "energies", "forces", "stress", "charges"))
-    with pytest.raises(LammpsError, match="whole-system terms .* one MPI rank only"):
-        evaluate(global_file, [atoms], nprocs=2, charge=1.5)
+    for nprocs in (1, 2):
+        got = evaluate(global_file, [atoms], nprocs=nprocs, charge=1.5)[0]
+        _close(ref, got, ("energy", "energies", "forces", "stress", "charges"))
+        assert got["charges"].sum() == pytest.approx(1.5, abs=1e-12)
+
+
+def test_global_model_without_sums_is_refused_on_two_ranks(tmp_path):
+    from mlff.lammps import LammpsError, evaluate
+
+    path = tmp_path / "per_rank.pt"
+    mlff.export_model(PerRankChargeModel([8, 29]).double(), path)
+    atoms = _crystal()
+    ref = _ase(path, atoms, charge=1.5)
+    _close(ref, evaluate(path, [atoms], nprocs=1, charge=1.5)[0], ("energy", "forces", "charges"))
+    with pytest.raises(LammpsError, match="does not expose their sums .* one MPI rank only"):
+        evaluate(path, [atoms], nprocs=2, charge=1.5)

@@ -46,6 +46,13 @@ struct Result {
   std::map<std::string, std::vector<double>> outputs;
 };
 
+// Sums a vector over all MPI ranks in place (the pair style's world communicator).
+class Reducer {
+ public:
+  virtual ~Reducer() = default;
+  virtual void sum(double *data, int n) = 0;
+};
+
 // What the backend needs to know about the model beyond the file itself.
 struct BackendOptions {
   std::string dtype;                       // float32 | float64
@@ -55,13 +62,16 @@ struct BackendOptions {
   int contract_version = 2;                // 1: forward(z, edge_index, edge_vectors, n_local)
   std::string contract_key;                // must equal the module's mlff_contract_key (v2)
   std::vector<std::string> outputs;        // named outputs to return (besides energies)
+  int global_sums = 0;                     // K whole-system sums (model.global_sums)
 };
 
 class Backend {
  public:
   virtual ~Backend() = default;
-  // throws std::runtime_error with a message fit for the user
-  virtual void compute(const Graph &graph, Result &result) = 0;
+  // throws std::runtime_error with a message fit for the user. With a reducer (several
+  // ranks and a model with whole-system sums) every rank must call this, even with an
+  // empty graph, because it takes part in two all-reduces.
+  virtual void compute(const Graph &graph, Result &result, Reducer *reducer) = 0;
   virtual std::string device() const = 0;
 };
 

@@ -238,6 +238,7 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
       info.fidelities = meta.value("fidelities", std::vector<std::string>());
       info.uses_charge = meta.value("uses_charge", false);
       info.global = meta.value("locality", std::string("local")) == "global";
+      info.global_sums = meta.value("global_sums", 0);
       if (meta.contains("min_distance") && !meta.at("min_distance").is_null())
         info.min_distance = meta.at("min_distance").get<double>();
     }

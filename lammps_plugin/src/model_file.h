@@ -43,6 +43,7 @@ struct ModelInfo {
   std::vector<std::string> fidelities;
   bool uses_charge = false;
   bool global = false;              // locality "global": whole-system terms
+  int global_sums = 0;              // K sums the engine all-reduces (0: refuse several ranks)
   double min_distance = -1.0;       // shortest distance in the training data, -1 if unknown
   std::string mlff_version;
   std::string torch_version;

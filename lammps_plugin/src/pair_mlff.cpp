@@ -31,6 +31,16 @@
 using namespace LAMMPS_NS;
 
 namespace {
+// the model's whole-system sums, summed over the ranks of this LAMMPS instance
+class WorldReducer : public mlff_lmp::Reducer {
+ public:
+  explicit WorldReducer(MPI_Comm world) : world_(world) {}
+  void sum(double *data, int n) override { MPI_Allreduce(MPI_IN_PLACE, data, n, MPI_DOUBLE, MPI_SUM, world_); }
+
+ private:
+  MPI_Comm world_;
+};
+
 // a structure with a pair closer than this fraction of the shortest training distance
 // is far outside what the model has seen (the Python engines use the same rule)
 constexpr double CLOSE_CONTACT_FRACTION = 0.75;
@@ -234,6 +244,7 @@ void PairMLFF::settings(int narg, char **arg)
   options.contract_version = model_.contract_version;
   options.contract_key = model_.contract_key();
   for (const auto &o : model_.outputs) options.outputs.push_back(o.name);
+  options.global_sums = model_.global_sums;
 
   backend_.reset();
   failure.clear();
@@ -354,13 +365,15 @@ void PairMLFF::init_style()
   map_types();
 
   // whole-system terms (a charge normalisation over all atoms, an Ewald sum) see only
-  // this rank's atoms: never a silently per-rank result
-  if (model_.global && comm->nprocs > 1)
+  // this rank's atoms unless the model hands its sums to the engine (global_sums), which
+  // then all-reduces them and their adjoints: never a silently per-rank result
+  if (model_.global && model_.global_sums == 0 && comm->nprocs > 1)
     error->all(FLERR,
                "pair_style mlff: model {} has whole-system terms (locality 'global', e.g. a charge "
-               "normalisation over all atoms), which this plugin evaluates exactly on one MPI rank "
-               "only; run it with one rank (mpirun -np 1, or one rank per replica with -partition), "
-               "or use a model whose terms are all local",
+               "normalisation over all atoms) but does not expose their sums (global_sums), so this "
+               "plugin evaluates it exactly on one MPI rank only; run it with one rank (mpirun -np 1, "
+               "or one rank per replica with -partition), or re-export it with an mlff that writes "
+               "global_sums",
                model_.path);
 
   // types mapped to elements but no atom of them: mlff would silently add nothing
@@ -439,8 +452,20 @@ void PairMLFF::compute(int eflag, int vflag)
     build_graph();
     graph_.charge = charge_;
     graph_.fidelity = fidelity_;
-    if (graph_.n_nodes > 0) {
-      backend_->compute(graph_, result_);
+    if (model_.global_sums > 0 && comm->nprocs > 1) {
+      // every rank takes part in the all-reduces, an empty subdomain with zeros
+      WorldReducer reducer(world);
+      if (graph_.n_nodes > 0) {
+        backend_->compute(graph_, result_, &reducer);
+        apply_result();
+      } else {
+        std::vector<double> zeros(model_.global_sums, 0.0);
+        reducer.sum(zeros.data(), model_.global_sums);
+        std::fill(zeros.begin(), zeros.end(), 0.0);
+        reducer.sum(zeros.data(), model_.global_sums);
+      }
+    } else if (graph_.n_nodes > 0) {
+      backend_->compute(graph_, result_, nullptr);
       apply_result();
     }
     store_outputs();
@@ -609,7 +634,8 @@ void PairMLFF::build_graph()
     // within its reach of an owned atom. Atoms near the outer edge of the shell have
     // incomplete neighbourhoods, but the shell is interaction range + skin wide, so
     // nothing computed from them reaches an owned atom's energy.
-    const int nghost_list = list->gnum;
+    // with no owned atom here, nothing on this rank is counted: leave the ghosts out
+    const int nghost_list = n_local > 0 ? list->gnum : 0;
     for (int ii = inum; ii < inum + nghost_list; ii++) {
       int j = ilist[ii];
       if (type_z_[type[j]] <= 0 || atom_node_[j] >= 0 || own_image(j)) continue;

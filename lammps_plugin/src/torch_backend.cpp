@@ -58,7 +58,8 @@ void tune_allocator()
 class TorchBackend : public mlff_lmp::Backend {
  public:
   TorchBackend(const std::string &data, const std::string &name, const mlff_lmp::BackendOptions &opt) :
-      device_(torch::kCPU), version_(opt.contract_version), outputs_(opt.outputs)
+      device_(torch::kCPU), version_(opt.contract_version), outputs_(opt.outputs),
+      global_sums_(opt.global_sums)
   {
     tune_allocator();
     if (opt.dtype == "float64")
@@ -108,6 +109,10 @@ class TorchBackend : public mlff_lmp::Backend {
       }
       break;
     }
+    if (global_sums_ > 0 && !module_.find_method("global_sums"))
+      throw std::runtime_error(name + ": the metadata declares " + std::to_string(global_sums_) +
+                               " whole-system sums but the model has no global_sums method; "
+                               "re-export the model with `mlff export`");
     if (version_ >= 2) {
       // the module repeats the geometry-relevant metadata; an edited metadata entry (a
       // cutoff changed by hand) would otherwise give different numbers silently
@@ -124,17 +129,17 @@ class TorchBackend : public mlff_lmp::Backend {
 
   std::string device() const override { return device_.str(); }
 
-  void compute(const mlff_lmp::Graph &g, mlff_lmp::Result &r) override
+  void compute(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Reducer *reducer) override
   {
     try {
-      run(g, r);
+      run(g, r, reducer);
     } catch (const c10::Error &e) {
       throw std::runtime_error(e.what_without_backtrace());
     }
   }
 
  private:
-  void run(const mlff_lmp::Graph &g, mlff_lmp::Result &r)
+  void run(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Reducer *reducer)
   {
     // the profiling executor would specialise and re-optimise the graph on the first
     // calls; the reference engines run unoptimised, so do the same for identical numbers
@@ -164,13 +169,25 @@ class TorchBackend : public mlff_lmp::Backend {
     }
 
     std::vector<torch::jit::IValue> inputs;
+    c10::Dict<std::string, torch::Tensor> system;
+    torch::Tensor partial, sums;    // whole-system sums: this rank's share, all ranks'
     if (version_ == 1) {
       inputs = {z, eis.at(0), evs.at(0), g.n_local};
     } else {
-      c10::Dict<std::string, torch::Tensor> system;
       system.insert("charge", torch::full({}, g.charge, f64.device(device_)));
       system.insert("fidelity", torch::full({}, g.fidelity, i64.device(device_)));
       inputs = {z, c10::List<torch::Tensor>(eis), c10::List<torch::Tensor>(evs), g.n_local, system};
+      if (reducer && global_sums_ > 0) {
+        // 1. this rank's partial sums (over its owned atoms), summed over all ranks
+        partial = module_.get_method("global_sums")(inputs).toTensor();
+        if (partial.dim() != 1 || partial.size(0) != global_sums_)
+          throw std::runtime_error("the model's global_sums returned shape " + c10::str(partial.sizes()) +
+                                   " instead of [" + std::to_string(global_sums_) + "]");
+        torch::Tensor host = partial.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+        reducer->sum(host.data_ptr<double>(), global_sums_);
+        sums = host.to(device_, partial.scalar_type()).requires_grad_(true);
+        system.insert("global_sums", sums);
+      }
     }
     auto out = module_.forward(inputs);
     if (!out.isGenericDict()) throw std::runtime_error("the model did not return a Dict[str, Tensor]");
@@ -183,7 +200,29 @@ class TorchBackend : public mlff_lmp::Backend {
 
     torch::Tensor local = energies.narrow(0, 0, g.n_local);
     std::vector<torch::Tensor> grads(evs.size());
-    if (local.requires_grad()) {
+    if (sums.defined()) {
+      // 2. dE/d(edges) at fixed sums, and dE/d(sums) of this rank's energy, which all
+      // ranks' energies depend on: all-reduce it and back-propagate it through this
+      // rank's partial sums, so every edge gets its whole-system share
+      std::vector<torch::Tensor> wrt(evs);
+      wrt.push_back(sums);
+      auto got = torch::autograd::grad({local.sum()}, wrt, {}, false, false, true);
+      torch::Tensor lam = got.back().defined() ? got.back().detach() : torch::zeros_like(sums);
+      torch::Tensor host = lam.to(torch::kCPU, torch::kFloat64).contiguous();
+      reducer->sum(host.data_ptr<double>(), global_sums_);
+      torch::Tensor lam_all = host.to(device_, partial.scalar_type());
+      std::vector<torch::Tensor> extra(evs.size());
+      if (partial.requires_grad()) {
+        auto back = torch::autograd::grad({(partial * lam_all).sum()}, evs, {}, false, false, true);
+        for (size_t k = 0; k < evs.size(); k++) extra[k] = back[k];
+      }
+      for (size_t k = 0; k < evs.size(); k++) {
+        if (got[k].defined() && extra[k].defined())
+          grads[k] = got[k] + extra[k];
+        else
+          grads[k] = got[k].defined() ? got[k] : extra[k];
+      }
+    } else if (local.requires_grad()) {
       auto got = torch::autograd::grad({local.sum()}, evs, {}, false, false, true);
       for (size_t k = 0; k < evs.size(); k++) grads[k] = got[k];
     }
@@ -216,6 +255,7 @@ class TorchBackend : public mlff_lmp::Backend {
   torch::Dtype dtype_ = torch::kFloat64;
   int version_ = 2;
   std::vector<std::string> outputs_;
+  int global_sums_ = 0;
 };
 
 void copy_message(const std::string &msg, char *err, size_t errlen)

@@ -13,6 +13,18 @@ Inputs a model receives (engines build them; the model never sees positions or c
 - ``n_local``         int: atoms ``>= n_local`` are ghosts and contribute no energy
 - ``system``          ``Dict[str, Tensor]``: ``"charge"`` (0-d float64, total charge in e)
   and ``"fidelity"`` (0-d int64, index into ``metadata.fidelities``), fixed for a run.
+  Trainers batch several structures: then ``"batch"`` ([N] structure index per atom)
+  is present and ``"charge"``/``"fidelity"`` are ``[B]``.
+
+Whole-system terms (``locality: "global"``, e.g. charges normalised to the total charge)
+reduce over all atoms. A model that declares ``global_sums: K`` exposes
+``global_sums(atomic_numbers, edge_indices, edge_vectors, n_local, system) -> [K]``, its
+partial sums over the atoms ``< n_local``, and takes the complete sums from
+``system["global_sums"]`` when that key is present (otherwise it computes them itself,
+as every single-process engine leaves it to). LAMMPS on several ranks all-reduces the
+partial sums, evaluates the model with them, then all-reduces dE/d(sums) and adds its
+back-propagation through each rank's partial sums to the edge gradients: exact.
+A global model without ``global_sums`` is refused on several ranks.
 
 Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
 skin, and one list at the largest cutoff); a model must give them exactly zero weight.
@@ -131,6 +143,7 @@ class ModelMetadata(BaseModel):
     fidelities: List[str] = Field(default_factory=list)
     uses_charge: bool = False
     locality: Literal["local", "global"] = "local"
+    global_sums: int = Field(default=0, ge=0, description="whole-system sums the model reduces (global_sums method)")
     min_distance: Optional[float] = Field(default=None, description="shortest distance in the training data, Å")
     probe_energy: Optional[float] = Field(default=None, description="energy of the probe system at export (load check)")
     hyperparameters: Dict[str, Any] = Field(default_factory=dict)
@@ -190,6 +203,8 @@ class ModelMetadata(BaseModel):
                 f"lists reach (max of cutoff*num_interactions = {first * self.num_interactions} "
                 f"and the largest cutoff {self.cutoff})"
             )
+        if self.global_sums and self.locality != "global":
+            raise ValueError("a model with global_sums must declare locality 'global'")
         if len(set(self.fidelities)) != len(self.fidelities):
             raise ValueError(f"duplicate fidelity names {self.fidelities}")
         return self
