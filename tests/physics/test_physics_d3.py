@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.units import Bohr, Hartree
 
-from physics_helpers import lammps_job, run_lammps
+from physics_helpers import lammps_job, run_lammps, water_box
 
 from mlff.neighbors import neighbor_list
 from mlff.physics import D3BJ
@@ -73,23 +73,6 @@ def dftd3_reference(atoms: Atoms, module: D3BJ, method=None):
     forces = -res["gradient"] * Hartree / Bohr
     stress = res["virial"] * Hartree / atoms.get_volume() if atoms.pbc.all() else None
     return energies, forces, stress
-
-
-def water_box(n_side: int = 2, seed: int = 0) -> Atoms:
-    """``n_side^3`` randomly oriented water molecules at ~1 g/cm^3 (periodic, cubic)."""
-    rng = np.random.default_rng(seed)
-    spacing = 3.104
-    h2o = molecule("H2O")
-    atoms = Atoms(cell=np.eye(3) * spacing * n_side, pbc=True)
-    for ix in range(n_side):
-        for iy in range(n_side):
-            for iz in range(n_side):
-                m = h2o.copy()
-                m.rotate(rng.uniform(0, 360), rng.normal(size=3))
-                m.positions += (np.array([ix, iy, iz]) + 0.5) * spacing + rng.normal(scale=0.1, size=3)
-                atoms += m
-    atoms.wrap()
-    return atoms
 
 
 def cu_cubic() -> Atoms:

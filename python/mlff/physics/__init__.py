@@ -9,9 +9,13 @@ returning ``{"energies": [N]}`` in eV; compose them with a network through
   tad-dftd3 at build time, parameters from simple-dftd3's table).
 - :class:`ZBL`: Ziegler-Biersack-Littmark screened nuclear repulsion with LAMMPS'
   ``pair_style zbl inner outer`` switching.
+- :class:`FixedChargeCoulomb`: Coulomb between fixed per-element charges (simple or
+  damped shifted force); :mod:`mlff.physics.coulomb` also has the functions models with
+  predicted charges call.
 """
 
+from .coulomb import FixedChargeCoulomb
 from .d3 import D3BJ
 from .zbl import ZBL
 
-__all__ = ["D3BJ", "ZBL"]
+__all__ = ["D3BJ", "ZBL", "FixedChargeCoulomb"]

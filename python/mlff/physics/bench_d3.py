@@ -90,6 +90,9 @@ def main(argv=None) -> None:
     parser.add_argument("--switch", type=float, default=2.0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    from mlff.runtime import tune_allocator
+
+    tune_allocator()  # as every engine does (BENCHMARKS.md, "The allocator finding")
 
     from mlff.bench import default_bench_model
     from mlff.physics import D3BJ

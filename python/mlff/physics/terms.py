@@ -18,6 +18,7 @@ from torch import nn
 TERM_KINDS: Dict[str, Tuple[str, str]] = {
     "d3bj": ("mlff.physics.d3", "D3BJ"),
     "zbl": ("mlff.physics.zbl", "ZBL"),
+    "coulomb": ("mlff.physics.coulomb", "FixedChargeCoulomb"),
 }
 #: the kind of a ``dispersion:`` block
 DISPERSION_KIND = "d3bj"
