@@ -8,9 +8,10 @@ from typing import Any, Dict, Sequence, Type
 import torch
 
 from .base import MLFFModel, ModelOptions, check_model_class
+from .aimnet2 import AIMNet2
 from .painn import PaiNN
 
-MODEL_REGISTRY: Dict[str, Type[MLFFModel]] = {cls.kind: check_model_class(cls) for cls in (PaiNN,)}
+MODEL_REGISTRY: Dict[str, Type[MLFFModel]] = {cls.kind: check_model_class(cls) for cls in (PaiNN, AIMNet2)}
 #: the kind a training config without ``model.kind`` trains
 DEFAULT_MODEL_KIND = "painn"
 
@@ -35,6 +36,7 @@ def model_from_options(kind: str, elements: Sequence[int], options: Dict[str, An
 
 __all__ = [
     "PaiNN",
+    "AIMNet2",
     "MLFFModel",
     "ModelOptions",
     "MODEL_REGISTRY",
