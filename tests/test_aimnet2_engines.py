@@ -90,3 +90,32 @@ def test_dsf_water_box_in_every_engine(box_file):
     for nprocs, graph in ((1, "auto"), (1, "ghosts"), (2, "auto")):
         got = evaluate(box_file, [box], nprocs=nprocs, graph=graph, **kw)[0]
         _close(ref, got, KEYS + ("stress",))
+
+
+def test_with_physics_terms_still_exact_on_two_ranks(tmp_path):
+    """Network + ZBL through the composite: the network's whole-system sums survive export."""
+    from mlff.lammps import evaluate
+    from mlff.models.composite import GlobalAdditiveModel, compose
+    from mlff.physics import ZBL
+
+    net = small_model("simple")
+    model = compose(net, [ZBL(net.config["elements"], inner=0.8, outer=1.6).double()])
+    assert isinstance(model, GlobalAdditiveModel)
+    path = tmp_path / "aimnet2_zbl.pt"
+    meta = mlff.export_model(model, path)
+    assert meta.global_sums == 2 and meta.locality == "global"
+    atoms = _molecule()
+    ref = _ase(path, atoms, charge=1)
+    for nprocs in (1, 2):
+        _close(ref, evaluate(path, [atoms], nprocs=nprocs, charge=1)[0], KEYS)
+
+
+def test_evaluate_batch_keeps_charges_per_structure(molecule_file):
+    """Several structures in one forward pass: each one's charges sum to its own total."""
+    mols = charged_molecules()
+    calc = mlff.MLFFCalculator(molecule_file)
+    batch = calc.evaluate_batch(mols)
+    for atoms, res in zip(mols, batch):
+        single = _ase(molecule_file, atoms)
+        assert res["charges"].sum() == pytest.approx(atoms.info.get("charge", 0.0), abs=1e-9)
+        _close(single, res, KEYS)

@@ -103,13 +103,22 @@ class MLFFCalculator(Calculator):
             self.metadata.check_elements(a.get_atomic_numbers())
             if not np.isfinite(a.positions).all() or not np.isfinite(np.asarray(a.cell)).all():
                 raise ValueError("the structure has non-finite positions or cell vectors")
-        charges = {self._charge_of(a) for a in atoms_list}
-        if len(charges) > 1:
-            # one forward pass takes one set of system inputs
-            raise ValueError("evaluate_batch needs structures with the same total charge")
-        system = self.metadata.system_inputs(charges.pop(), self.fidelity, self.device)
+        charges = [self._charge_of(a) for a in atoms_list]
         graphs = [graph_from_atoms(a, self.cutoffs, self.dtype, self.device) for a in atoms_list]
-        graph, _ = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
+        graph, batch = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
+        if batch is not None and self.metadata.locality == "global":
+            # whole-system sums must stay per structure: the batched form of the system
+            # inputs (what trainers pass), with the structure index of every atom
+            system = {
+                "charge": torch.tensor(charges, dtype=torch.float64, device=self.device),
+                "fidelity": torch.full((len(graphs),), self.fidelity, dtype=torch.long, device=self.device),
+                "batch": batch,
+            }
+        else:
+            if len(set(charges)) > 1:
+                # one forward pass of a local model takes one set of system inputs
+                raise ValueError("evaluate_batch needs structures with the same total charge")
+            system = self.metadata.system_inputs(charges[0], self.fidelity, self.device)
         edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
         self._check_close_contacts(edge_vectors[0])
         with torch.jit.optimized_execution(self.jit_optimize):

@@ -91,9 +91,9 @@ def with_terms(network: torch.nn.Module, terms: Sequence[torch.nn.Module]) -> to
     """``network`` alone, or network + terms as one contract model (export adds the terms back)."""
     if not terms:
         return network
-    from .models.composite import AdditiveModel
+    from .models.composite import compose
 
-    model = AdditiveModel(network, list(terms))
+    model = compose(network, list(terms))
     model.provenance = getattr(network, "provenance", {})
     return model.eval()
 

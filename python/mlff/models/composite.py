@@ -115,3 +115,33 @@ class AdditiveModel(nn.Module):
                         result[key] = value
         result["energies"] = energies
         return result
+
+
+class GlobalAdditiveModel(AdditiveModel):
+    """An :class:`AdditiveModel` whose network has whole-system sums (``global_sums``).
+
+    The sums are the network's alone (terms are local); the engine's complete sums reach
+    the network through ``system``, which ``forward`` hands every part unchanged. A
+    class of its own because TorchScript compiles every exported method, and a local
+    network has no ``global_sums`` to call.
+    """
+
+    @torch.jit.export
+    def global_sums(
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        idx = self.list_maps[0]
+        return self.parts[0].global_sums(
+            atomic_numbers, [edge_indices[m] for m in idx], [edge_vectors[m] for m in idx], n_local, system
+        )
+
+
+def compose(network: nn.Module, terms: Sequence[nn.Module]) -> AdditiveModel:
+    """Network + terms as one contract model, keeping the network's whole-system sums."""
+    cls = GlobalAdditiveModel if hasattr(network, "global_sums") else AdditiveModel
+    return cls(network, terms)
