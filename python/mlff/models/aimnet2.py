@@ -57,7 +57,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..physics.coulomb import DEFAULT_SWITCH_WIDTH, coulomb_dsf, coulomb_simple
-from .base import MLFFModel, ModelOptions
+from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .radial import PolynomialCutoff
 from .shifts import fit_atomic_energies
 
@@ -360,26 +360,19 @@ class AIMNet2(MLFFModel, nn.Module):
             groups.setdefault(self.fidelity_of(r), []).append(r)
         for k, group in groups.items():
             shifts[k] = fit_atomic_energies(elements, [r.numbers for r in group], [r.energy for r in group])
-        forces = [r.forces.ravel() for r in records if r.forces is not None]
-        force_rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else 1.0
+        rms = force_rms(records)
         with torch.no_grad():
             self.atomic_energies.copy_(torch.as_tensor(shifts))
-            self.scale.fill_(max(force_rms, 1e-3))
+            self.scale.fill_(max(rms if rms is not None else 1.0, 1e-3))  # energies-only data: unit scale
 
     @torch.jit.unused
     def shift_energies(self, per_atom: float) -> None:
         """Every fidelity's shifts (the trainer measures the offset on its batches)."""
-        with torch.no_grad():
-            self.atomic_energies.add_(per_atom)
+        add_to_atomic_energies(self, per_atom)
 
     @torch.jit.unused
     def no_decay_parameters(self) -> Set[str]:
-        """Embeddings, per-element energies and biases: decay would pull the eV-scale
-        reference energies and the element identities towards zero."""
-        return {
-            name for name, _ in self.named_parameters()
-            if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias")
-        }
+        return conventional_no_decay(self)
 
     # ------------------------------------------------------------------ evaluation
     def _element_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ they are plain Python, read at export, never inside the scripted ``forward``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -134,6 +134,36 @@ class MLFFModel:
         """What :func:`mlff.contract.metadata_for` needs (kind, elements, lists, range,
         ``min_distance``, hyperparameters, ...)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement contract_info")
+
+
+# ---------------------------------------------------------------------------- shared parts
+# Conventions the built-in kinds share: per-element reference energies in a parameter
+# ``atomic_energies`` (one table, or one per fidelity) and embeddings named ``embedding*``.
+
+
+def conventional_no_decay(model: "torch.nn.Module") -> Set[str]:
+    """Embeddings, per-element energies and biases: decay would pull the eV-scale
+    reference energies and the element identities towards zero."""
+    return {
+        name for name, _ in model.named_parameters()
+        if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias")
+    }
+
+
+def add_to_atomic_energies(model: "torch.nn.Module", per_atom: float) -> None:
+    """``shift_energies`` of a model whose reference energies live in ``atomic_energies``."""
+    import torch
+
+    with torch.no_grad():
+        model.atomic_energies.add_(per_atom)
+
+
+def force_rms(records: Sequence["Record"]) -> Optional[float]:
+    """RMS force component of the records that have forces (None if none has)."""
+    import numpy as np
+
+    forces = [r.forces.ravel() for r in records if r.forces is not None]
+    return float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else None
 
 
 def check_model_class(cls: type) -> type:

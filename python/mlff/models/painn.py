@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .base import MLFFModel, ModelOptions
+from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .radial import CosineCutoff, PolynomialCutoff, SineBasis
 from .shifts import fit_atomic_energies
 
@@ -160,24 +160,20 @@ class PaiNN(MLFFModel, nn.Module):
         data's; both are written into the parameters in their current dtype.
         """
         shifts = fit_atomic_energies(self.config["elements"], [r.numbers for r in records], [r.energy for r in records])
-        force_rms = float(np.sqrt(np.mean(np.concatenate([r.forces.ravel() for r in records]) ** 2)))
+        rms = force_rms(records)
+        if rms is None:
+            raise ValueError("PaiNN is trained on forces: the training records have none")
         with torch.no_grad():
             self.atomic_energies.copy_(torch.as_tensor(shifts))
-            self.scale.fill_(max(force_rms, 1e-3))
+            self.scale.fill_(max(rms, 1e-3))
 
     @torch.jit.unused
     def shift_energies(self, per_atom: float) -> None:
-        with torch.no_grad():
-            self.atomic_energies.add_(per_atom)
+        add_to_atomic_energies(self, per_atom)
 
     @torch.jit.unused
     def no_decay_parameters(self) -> Set[str]:
-        """Embeddings, per-element energies and biases: decay would pull the eV-scale
-        reference energies and the element identities towards zero."""
-        return {
-            name for name, _ in self.named_parameters()
-            if name.startswith("embedding") or name == "atomic_energies" or name.endswith(".bias")
-        }
+        return conventional_no_decay(self)
 
     def forward(
         self,
