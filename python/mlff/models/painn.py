@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Set, Tuple
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
