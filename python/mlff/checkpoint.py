@@ -84,7 +84,11 @@ def load_terms(checkpoint: Checkpoint) -> List[torch.nn.Module]:
 
     payload = _payload(checkpoint)
     elements = payload["config"]["elements"]
-    return [build_term(spec, elements, where=f"checkpoint term {k}") for k, spec in enumerate(payload.get("terms", []))]
+    fidelities = payload["config"].get("fidelities") or None  # terms may belong to some fidelities only
+    return [
+        build_term(spec, elements, where=f"checkpoint term {k}", fidelities=fidelities)
+        for k, spec in enumerate(payload.get("terms", []))
+    ]
 
 
 def with_terms(network: torch.nn.Module, terms: Sequence[torch.nn.Module]) -> torch.nn.Module:

@@ -22,8 +22,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"neighbour lists:   {lists}")
     print(f"interactions:      {meta.num_interactions}")
     print(f"interaction range: {meta.interaction_range} Å  (ghost shell for exact MPI runs)")
-    print(f"locality:          {meta.locality}"
-          + ("  (whole-system terms: one LAMMPS rank only)" if meta.locality == "global" else ""))
+    if meta.locality == "global":
+        how = (f"{meta.global_sums} whole-system sums, all-reduced under LAMMPS MPI" if meta.global_sums
+               else "whole-system terms: one LAMMPS rank only")
+        print(f"locality:          global ({how})")
+    else:
+        print("locality:          local")
     print(f"dtype:             {meta.dtype}")
     outputs = ", ".join(f"{o.name} [{'per atom' if o.per_atom else 'global'}{', ' + o.unit if o.unit else ''}]"
                         for o in meta.outputs)
@@ -65,10 +69,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
                    "cn_cutoff": args.cn_cutoff, "switch_width": args.switch_width}
         spec = dispersion_spec({"kind": args.dispersion, **{k: v for k, v in options.items() if v is not None}},
                                where="--dispersion")
-        terms.append(build_term(spec, network.config["elements"], where="--dispersion"))
-    elif any(v is not None for v in (args.functional, args.dispersion_cutoff, args.cn_cutoff, args.switch_width)):
-        raise ValueError("--functional, --dispersion-cutoff, --cn-cutoff and --switch-width need --dispersion d3bj")
-    meta = export_model(with_terms(network, terms), args.output, provenance=payload.get("provenance"))
+        if args.dispersion_fidelities:
+            spec["fidelities"] = list(args.dispersion_fidelities)
+        terms.append(build_term(spec, network.config["elements"], where="--dispersion",
+                                fidelities=network.config.get("fidelities") or None))
+    elif any(v is not None for v in (args.functional, args.dispersion_cutoff, args.cn_cutoff, args.switch_width,
+                                     args.dispersion_fidelities)):
+        raise ValueError("--functional, --dispersion-cutoff, --cn-cutoff, --switch-width and "
+                         "--dispersion-fidelities need --dispersion d3bj")
+    model = with_terms(network, terms)
+    if args.fidelity:
+        from .models.fidelity import fix_fidelity
+
+        model = fix_fidelity(model, args.fidelity)
+    meta = export_model(model, args.output, provenance=payload.get("provenance"))
     added = f", with {' + '.join(t.kind for t in terms)} added to the network" if terms else ""
     print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}{added}")
     return 0
@@ -120,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cn-cutoff", type=float, metavar="Å", help="coordination-number cutoff")
     d.add_argument("--switch-width", type=float, metavar="Å",
                    help="width of the smooth switch to zero at both cutoffs (0 = hard cutoffs)")
+    d.add_argument("--dispersion-fidelities", nargs="+", metavar="NAME",
+                   help="add the dispersion to these fidelities only (e.g. the DFT level, not GFN-xTB ones)")
+    s.add_argument("--fidelity", metavar="NAME",
+                   help="write a single-fidelity file for this fidelity of a multi-fidelity model")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("bench", help="time the raw model (and engines) per atom-step")

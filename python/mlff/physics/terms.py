@@ -48,7 +48,7 @@ def validate_term_spec(spec: Any, where: str = "term") -> Dict[str, Any]:
     kind = spec["kind"]
     if kind not in TERM_KINDS:
         raise ValueError(f"{where}: unknown physics term kind {kind!r}; known kinds: {sorted(TERM_KINDS)}")
-    allowed = term_options(kind)
+    allowed = term_options(kind) + ["fidelities"]
     unknown = [key for key in spec if key != "kind" and key not in allowed]
     if unknown:
         raise ValueError(
@@ -58,14 +58,32 @@ def validate_term_spec(spec: Any, where: str = "term") -> Dict[str, Any]:
     return dict(spec)
 
 
-def build_term(spec: Mapping[str, Any], elements: Sequence[int], where: str = "term") -> nn.Module:
-    """Build the term a spec describes for ``elements`` (atomic numbers)."""
+def build_term(
+    spec: Mapping[str, Any], elements: Sequence[int], where: str = "term",
+    fidelities: Optional[Sequence[str]] = None,
+) -> nn.Module:
+    """Build the term a spec describes for ``elements`` (atomic numbers).
+
+    A spec with ``fidelities: [names]`` applies to those fidelities of a multi-fidelity
+    model only (``fidelities`` here: the model's, in order), e.g. D3 for the DFT level
+    and not for GFN-xTB levels that contain dispersion already.
+    """
     spec = validate_term_spec(spec, where)
-    options = {k: v for k, v in spec.items() if k != "kind"}
+    options = {k: v for k, v in spec.items() if k not in ("kind", "fidelities")}
     try:
-        return term_class(spec["kind"])(list(elements), **options)
+        term = term_class(spec["kind"])(list(elements), **options)
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{where} ({spec['kind']}): {exc}") from exc
+    if "fidelities" not in spec:
+        return term
+    from ..models.fidelity import FidelityGatedTerm
+
+    if not fidelities:
+        raise ValueError(f"{where}: 'fidelities' given, but the model has no named fidelities")
+    try:
+        return FidelityGatedTerm(term, list(fidelities), list(spec["fidelities"]))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def term_spec(term: nn.Module) -> Dict[str, Any]:
