@@ -112,6 +112,20 @@ def test_lammps_equals_ase(two_list_file, nprocs):
     _close(ref, got, ("energy", "energies", "forces", "stress", "charges"))
 
 
+def test_lammps_triclinic_two_ranks(two_list_file):
+    """The per-list reach is measured to a triclinic subdomain (lamda coordinates)."""
+    from mlff.lammps import evaluate
+
+    atoms = bulk("Cu", "fcc", a=3.6).repeat((3, 3, 3))
+    atoms.set_cell(atoms.cell[:] + np.array([[0.2, 0.4, -0.3], [0.0, 0.3, 0.2], [0.4, -0.2, 0.1]]), scale_atoms=True)
+    atoms.symbols[[2, 11, 20]] = "O"
+    atoms.rattle(0.05, seed=7)
+    ref = _ase(two_list_file, atoms, charge=1, fidelity=0)
+    for nprocs in (1, 2):
+        got = evaluate(two_list_file, [atoms], nprocs=nprocs, charge=1, fidelity=0)[0]
+        _close(ref, got, ("energy", "energies", "forces", "stress", "charges"))
+
+
 def test_lammps_molecule_and_ghost_graph(two_list_file):
     """Open boundaries, and the multi-rank graph construction forced on one rank."""
     from mlff.lammps import evaluate
