@@ -63,12 +63,16 @@ def assert_same_records(expected, got, atol: float = 0.0, info: bool = True) -> 
         np.testing.assert_allclose(b.positions, a.positions, atol=atol, rtol=0)
         np.testing.assert_allclose(b.cell, a.cell, atol=atol, rtol=0)
         np.testing.assert_array_equal(a.pbc, b.pbc)
-        assert b.energy == approx(a.energy, abs=atol)
-        np.testing.assert_allclose(b.forces, a.forces, atol=atol, rtol=0)
-        if a.stress is None:
-            assert b.stress is None
-        else:
-            np.testing.assert_allclose(b.stress, a.stress, atol=atol, rtol=0)
+        assert (b.energy is None) == (a.energy is None)
+        if a.energy is not None:
+            assert b.energy == approx(a.energy, abs=atol)
+        for name in ("forces", "stress", "charges"):
+            if getattr(a, name) is None:
+                assert getattr(b, name) is None, name
+            else:
+                np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=atol, rtol=0, err_msg=name)
+        for name in ("charge", "mult", "fidelity"):
+            assert getattr(b, name) == getattr(a, name) and type(getattr(b, name)) is type(getattr(a, name)), name
         if not info:
             continue
         assert sorted(b.info) == sorted(a.info)

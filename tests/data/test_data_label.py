@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -67,3 +68,38 @@ def test_label_in_process_resume_and_teacher_guard(tmp_path):
     other = make_teacher("ase.calculators.emt:EMT")  # another name: another teacher
     with pytest.raises(DatasetError, match="labelled by teacher 'emt'"):
         label(db, bases, other, cfg, progress=False)
+
+
+def test_label_fidelity_option(tmp_path, capsys):
+    from mlff.cli import main
+
+    db = tmp_path / "toy.db"
+    args = ["label", "H2O", "-o", str(db), "--temperatures", "300", "--md-frames", "1", "--md-interval", "2",
+            "--rattle", "1", "--no-progress"]
+    assert main(args + ["--fidelity", "toy-emt"]) == 0
+    assert "labelled by emt (toy-emt)" in capsys.readouterr().out
+    assert {r.fidelity for r in read_records(db)} == {"toy-emt"}
+    assert main(args + ["--fidelity", "other"]) == 2  # one store, one level of theory
+    assert "labelled by fidelity 'toy-emt'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tblite") is None,
+                    reason="tblite (optional xTB teacher) is not installed: pip install tblite")
+def test_label_tblite_gfn1_charged(tmp_path):
+    from ase.build import molecule
+
+    db = tmp_path / "oh.db"
+    anion = molecule("OH")
+    anion.info["charge"] = -1
+    cfg = SamplingConfig(temperatures=[300.0], md_frames=3, md_interval=2, rattle=2, seed=2)
+    teacher = make_teacher("tblite", method="GFN1-xTB")
+    label(db, [anion], teacher, cfg, progress=False, max_new=2)
+    label(db, [anion], make_teacher("tblite", method="GFN1-xTB"), cfg, progress=False)  # resumes the MD chain
+    recs = read_records(db)
+    assert len(recs) == 5
+    for r in recs:
+        assert (r.fidelity, r.charge, r.mult) == ("gfn1-xtb", -1.0, 1)
+        assert r.charges.shape == (2,) and r.charges.sum() == pytest.approx(-1.0, abs=1e-8)
+        assert r.info["teacher"] == "tblite"
+    with pytest.raises(DatasetError, match="labelled by fidelity 'gfn1-xtb'"):
+        label(db, [anion], make_teacher("tblite"), cfg, progress=False)

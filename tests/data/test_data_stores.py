@@ -24,14 +24,26 @@ def test_hdf5_groups_by_atom_count(tmp_path):
     import h5py
 
     mixed = emt_records(3) + emt_records(2, repeat=(2, 1, 1), seed=1)
+    mixed[1].forces = None  # the cheap level of a multi-fidelity set: energy only
+    for r in mixed:
+        r.fidelity = "emt"
     path = tmp_path / "mixed.h5"
     write_records(path, mixed, {"teacher": "emt", "settings": {"x": 1}})
     with h5py.File(path) as fh:
-        assert sorted(fh.keys()) == ["n4", "n8"]
-        assert fh["n4/positions"].shape == (3, 4, 3)
-        assert fh["n8/forces"].shape == (2, 8, 3)
+        assert fh.attrs["mlff_format"] == "mlff-h5-2"
+        assert sorted(fh.keys()) == ["004", "008"]  # AIMNet2's group names
+        g = fh["004"]
+        assert g["coord"].shape == (3, 4, 3) and g["numbers"].shape == (3, 4)
+        assert g["charge"].shape == (3,) and g["energy"].shape == (3,)
+        assert g["has_forces"][()].tolist() == [True, False, True]
+        assert np.isnan(g["forces"][1]).all()  # absent, and said so by the mask
+        assert "charges" not in g and "mult" not in g  # optional datasets only where some structure has them
+        assert [f.decode() for f in g["fidelity"][()]] == ["emt"] * 3
+        assert fh["008/forces"].shape == (2, 8, 3)
     assert read_metadata(path)["settings"] == {"x": 1}
-    assert sorted(r.n_atoms for r in read_records(path)) == [4, 4, 4, 8, 8]
+    back = read_records(path)
+    assert sorted(r.n_atoms for r in back) == [4, 4, 4, 8, 8]
+    assert_same_records(mixed, back)
 
 
 def test_extxyz_import_export(tmp_path, records):

@@ -65,3 +65,50 @@ def test_cli_check_reports_rows(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mlff.cli", "data", "check", str(db), "--elements", "Cu", "--skip-invalid"],
                        capture_output=True, text=True)
     assert p.returncode == 0 and "5 valid structures of 8" in p.stdout
+
+
+def test_energies_only_store(tmp_path):
+    recs = emt_records(4)
+    for r in recs[2:]:
+        r.forces, r.fidelity = None, "cheap"
+    with pytest.raises(DatasetError, match="missing forces: 2"):
+        validate_records(recs)  # the trainer's default: forces are needed
+    report = validate_records(recs, require_forces=False)
+    assert len(report.kept) == 4
+    assert report.labels["0"] == ("energy", "forces", "stress") and report.labels["2"] == ("energy", "stress")
+    assert report.fidelities["2"] == "cheap"
+    assert report.contents().splitlines() == [
+        "cheap: 2 structures (energy 2, stress 2)",
+        "(no fidelity): 2 structures (energy 2, forces 2, stress 2)",
+    ]
+    recs[3].forces = np.full((4, 3), np.nan)  # optional, but never NaN
+    with pytest.raises(DatasetError, match="non-finite forces: 1 .rows 3."):
+        validate_records(recs, require_forces=False)
+
+
+def test_optional_labels_are_checked():
+    recs = emt_records(5)
+    recs[0].charges = np.array([0.1, -0.1, 0.0, 0.0])
+    recs[1].charges = np.array([0.1, np.nan, 0.0, 0.0])
+    recs[2].charges = np.zeros(3)
+    recs[3].charges, recs[3].charge = np.full(4, 0.25), 0.0
+    recs[4].mult = 0
+    with pytest.raises(DatasetError) as err:
+        validate_records(recs)
+    msg = str(err.value)
+    assert "4 of 5 structures are invalid" in msg
+    assert "non-finite charges: 1 (rows 1)" in msg
+    assert "charges of the wrong shape: 1 (rows 2)" in msg
+    assert "partial charges that do not sum to the total charge: 1 (rows 3)" in msg
+    assert "spin multiplicity below 1: 1 (rows 4)" in msg
+
+
+def test_cli_check_energies_only(tmp_path):
+    recs = emt_records(3)
+    recs[1].forces = None
+    db = tmp_path / "e.db"
+    write_records(db, recs)
+    p = subprocess.run([sys.executable, "-m", "mlff.cli", "data", "check", str(db), "--energies-only"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "3 valid structures of 3" in p.stdout and "(energy 3, forces 2, stress 3)" in p.stdout

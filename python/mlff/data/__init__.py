@@ -3,9 +3,11 @@
 The canonical store is an ASE SQLite database; extxyz is the exchange format and the
 HDF5 store (grouped by atom count) is for large sets. Every reader returns
 :class:`Record` objects, so validation and training never care where data came from.
+Records carry a fidelity tag (level of theory) and optional labels, and :mod:`.sae`
+fits the self-atomic energies of each fidelity.
 """
 
-from .errors import DatasetError
+from .errors import DatasetError, MissingPackageError
 from .identity import find_duplicate_identities, refuse_duplicate_identities, sample_identity
 from .records import Record
 from .store import (
@@ -15,11 +17,13 @@ from .store import (
     read_records,
     write_records,
 )
+from .sae import fit_sae, fit_sae_by_fidelity, read_sae_yaml, write_sae_yaml
 from .validate import ValidationReport, validate_records
 
 __all__ = [
     "Record",
     "DatasetError",
+    "MissingPackageError",
     "ValidationReport",
     "read_records",
     "write_records",
@@ -30,4 +34,8 @@ __all__ = [
     "sample_identity",
     "find_duplicate_identities",
     "refuse_duplicate_identities",
+    "fit_sae",
+    "fit_sae_by_fidelity",
+    "read_sae_yaml",
+    "write_sae_yaml",
 ]

@@ -1,4 +1,4 @@
-"""`mlff label` and `mlff data` (check, convert)."""
+"""`mlff label`, `mlff data` (check, convert) and `mlff sae`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def _teacher_settings(items) -> dict:
 
 def _cmd_label(args: argparse.Namespace) -> int:
     from .label import label, parse_structure
+    from .records import fidelity_name
     from .sampling import SamplingConfig
     from .teachers import make_teacher
 
@@ -41,9 +42,11 @@ def _cmd_label(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     teacher = make_teacher(args.teacher, **_teacher_settings(args.teacher_option))
+    if args.fidelity is not None:
+        teacher.fidelity = fidelity_name(args.fidelity)
     s = label(args.output, bases, teacher, cfg, progress=not args.no_progress, max_new=args.max_new)
     print(
-        f"{s.path}: {s.labelled} new structures labelled by {teacher.name} in {s.seconds:.1f} s "
+        f"{s.path}: {s.labelled} new structures labelled by {teacher.name} ({teacher.fidelity}) in {s.seconds:.1f} s "
         f"({s.already_done} already there, {s.planned} planned)"
     )
     return 0
@@ -70,9 +73,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     records = read_records(args.dataset)
     report = validate_records(
         records, elements, on_invalid="skip" if args.skip_invalid else "refuse",
-        min_structures=args.min_structures, source=args.dataset,
+        min_structures=args.min_structures, source=args.dataset, require_forces=not args.energies_only,
     )
     print(f"{args.dataset}: {len(report.kept)} valid structures of {report.n_total}")
+    print(report.contents())
     return 0
 
 
@@ -80,9 +84,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .store import convert
 
     mode = "append" if args.append else "overwrite" if args.overwrite else "create"
-    n = convert(args.source, args.destination, mode=mode)
+    n = convert(args.source, args.destination, mode=mode, fidelity=args.fidelity)
     done = {"append": "appended", "overwrite": "replaced by", "create": "wrote"}[mode]
     print(f"{args.destination}: {done} {n} structures from {args.source}")
+    return 0
+
+
+def _cmd_sae(args: argparse.Namespace) -> int:
+    from .sae import fit_sae_report, group_by_fidelity, write_sae_yaml
+    from .store import read_records
+
+    records = []
+    for path in args.datasets:
+        records.extend(read_records(path))
+    elements = _element_numbers(args.elements) if args.elements else None
+    fits = {
+        name: fit_sae_report(recs, elements, tuple(args.percentiles), where=f"fidelity {name!r}")
+        for name, recs in group_by_fidelity(records, args.fidelity).items()
+    }
+    notes = [f"Data: {', '.join(args.datasets)}."] + [f"{name}: {fit.describe()}." for name, fit in fits.items()]
+    write_sae_yaml(args.output, {name: fit.energies for name, fit in fits.items()}, notes, tuple(args.percentiles))
+    for name, fit in fits.items():
+        print(f"{name}: {fit.describe()}")
+        for el, e in fit.energies.items():
+            print(f"  {el:<3} {e:18.8f} eV")
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -94,8 +120,12 @@ def register(subparsers) -> None:
     )
     s.add_argument("structure", nargs="+", help="structure file, g2 molecule name or element (bulk)")
     s.add_argument("-o", "--output", required=True, help="ASE SQLite database (.db)")
-    s.add_argument("--teacher", default="emt", help="emt, lammps-snap, lammps-eam, tblite or module:factory")
-    s.add_argument("--teacher-option", action="append", metavar="KEY=VALUE", help="teacher setting (repeatable)")
+    s.add_argument("--teacher", default="emt", help="emt, lammps-snap, lammps-eam, tblite, pyscf or module:factory")
+    s.add_argument("--teacher-option", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="teacher settings (one or more, repeatable), e.g. method=GFN1-xTB (tblite), "
+                   "xc=PBE basis=def2-SVP (pyscf)")
+    s.add_argument("--fidelity", metavar="NAME",
+                   help="the level-of-theory tag of the labels (default: the teacher's, e.g. gfn2-xtb, pbe/def2-svp)")
     s.add_argument("--repeat", type=int, nargs=3, default=[1, 1, 1], help="supercell of periodic structures")
     s.add_argument("--temperatures", type=float, nargs="*", default=[300.0, 600.0, 900.0])
     s.add_argument("--md-frames", type=int, default=20, help="frames per temperature")
@@ -118,6 +148,8 @@ def register(subparsers) -> None:
     c.add_argument("--elements", nargs="*", help="the elements a model will know (e.g. Cu)")
     c.add_argument("--skip-invalid", action="store_true")
     c.add_argument("--min-structures", type=int, default=1)
+    c.add_argument("--energies-only", action="store_true",
+                   help="structures without forces are valid (the cheap level of a multi-fidelity set)")
     c.set_defaults(func=_cmd_check)
     v = dsub.add_parser(
         "convert", help="copy structures and metadata between formats (.db, .xyz, .h5)",
@@ -131,4 +163,20 @@ def register(subparsers) -> None:
     how.add_argument("--append", action="store_true",
                      help="add to an existing destination (structures already there are refused)")
     how.add_argument("--overwrite", action="store_true", help="replace an existing destination (atomically)")
+    v.add_argument("--fidelity", metavar="NAME",
+                   help="tag the structures that carry no fidelity with this level of theory (e.g. gfn1-xtb)")
     v.set_defaults(func=_cmd_convert)
+
+    a = subparsers.add_parser(
+        "sae", help="fit self-atomic energies per fidelity and write them as YAML",
+        description="Least squares of total energies on element counts, one fit per fidelity tag, refitted "
+        "without outliers (residuals outside the percentile band, and gross errors). Refuses elements "
+        "whose energies the compositions cannot separate.",
+    )
+    a.add_argument("datasets", nargs="+", help="stores (.db, .xyz, .h5); their structures are pooled by fidelity")
+    a.add_argument("-o", "--output", required=True, help="YAML file {fidelity: {element: eV}} (replaced atomically)")
+    a.add_argument("--fidelity", metavar="NAME", help="fidelity of structures that carry no fidelity tag")
+    a.add_argument("--elements", nargs="*", help="fit exactly these elements (default: those in the data)")
+    a.add_argument("--percentiles", type=float, nargs=2, default=[2.0, 98.0], metavar=("LOW", "HIGH"),
+                   help="residual band kept in the refit (default 2 98)")
+    a.set_defaults(func=_cmd_sae)

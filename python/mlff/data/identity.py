@@ -10,7 +10,9 @@ run numbers its tasks from zero, so a store merged from two runs holds equal ids
 different structures.
 
 A row without a task id is identified by its geometry and labels, bit for bit (a copy);
-the same geometry labelled at two levels of theory is two samples.
+the same geometry labelled at two levels of theory is two samples. So is the same task
+labelled at two fidelities (a multi-fidelity set merges stores whose task ids and rattled
+geometries coincide): the fidelity is part of the identity.
 
 Training on repeats silently weights those structures twice, so validation, appends
 and training refuse them.
@@ -40,16 +42,22 @@ def update_content_hash(h: "hashlib._Hash", rec: Record) -> None:
         h.update(np.ascontiguousarray(arr).tobytes())
     for arr in (rec.energy, rec.forces, rec.stress):
         h.update(b"-" if arr is None else np.ascontiguousarray(np.asarray(arr, dtype=np.float64)).tobytes())
+    # fields added with multi-fidelity data count only when set, so the hash of older data is unchanged
+    for name, value in (("charges", rec.charges), ("charge", rec.charge), ("mult", rec.mult)):
+        if value is not None:
+            h.update(name.encode() + np.ascontiguousarray(np.asarray(value, dtype=np.float64)).tobytes())
+    if rec.fidelity is not None:
+        h.update(b"fidelity=" + rec.fidelity.encode())
 
 
 def sample_identity(rec: Record) -> str:
-    """``"sample_id=<task id>"`` for labelled rows, ``"content=<hash>"`` for any other row.
+    """``"sample_id=<task id>[@<fidelity>]"`` for labelled rows, ``"content=<hash>"`` for any other row.
 
     Rows with equal identities are one sample if :func:`same_sample` says so.
     """
     sid = rec.info.get("sample_id")
     if sid is not None:
-        return f"sample_id={sid}"
+        return f"sample_id={sid}" + (f"@{rec.fidelity}" if rec.fidelity is not None else "")
     h = hashlib.sha256()
     update_content_hash(h, rec)
     return f"content={h.hexdigest()[:16]}"

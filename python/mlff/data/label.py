@@ -47,6 +47,8 @@ def _existing(path: Path) -> Dict[str, Record]:
 def _labelled_record(atoms: Atoms, teacher: Teacher, task: Task, base_name: str) -> Record:
     from ase.calculators.calculator import PropertyNotImplementedError
 
+    from .electronic_state import charge_and_mult
+
     atoms.calc = teacher.calculator
     energy = float(atoms.get_potential_energy())
     forces = np.array(atoms.get_forces())
@@ -56,6 +58,10 @@ def _labelled_record(atoms: Atoms, teacher: Teacher, task: Task, base_name: str)
             stress = np.array(atoms.get_stress(voigt=True))
         except (PropertyNotImplementedError, NotImplementedError):
             stress = None
+    # partial charges where the teacher computes them (tblite, pyscf): a charge model's target
+    charges = None
+    if "charges" in getattr(teacher.calculator, "implemented_properties", ()):
+        charges = np.array(atoms.get_charges(), dtype=np.float64)
     info = {
         "sample_id": task.id,
         "sample_kind": task.kind,
@@ -67,21 +73,29 @@ def _labelled_record(atoms: Atoms, teacher: Teacher, task: Task, base_name: str)
     if task.kind == "md":
         info["momenta"] = np.array(atoms.get_momenta())
     rec = Record.from_atoms(atoms, id=task.id)
-    rec.energy, rec.forces, rec.stress = energy, forces, stress
+    rec.energy, rec.forces, rec.stress, rec.charges = energy, forces, stress, charges
     rec.info = info
+    rec.fidelity = teacher.fidelity
+    if teacher.takes_charge:
+        # the state the labels were computed for, defaults included (neutral, lowest multiplicity)
+        charge, rec.mult = charge_and_mult(atoms)
+        rec.charge = float(charge)
     return rec
 
 
 def _check_teacher(path: Path, teacher: Teacher) -> None:
     if not path.exists():
         return
-    stored = read_metadata(path).get("teacher")
-    if stored is not None and stored != teacher.name:
-        raise DatasetError(
-            f"{path} was labelled by teacher {stored!r}; refusing to add rows from {teacher.name!r} "
-            "(mixed teachers would train a model on two different potential-energy surfaces; "
-            "use another output file)"
-        )
+    stored = read_metadata(path)
+    # the fidelity too: one teacher (tblite) computes several levels of theory
+    for key, mine in (("teacher", teacher.name), ("fidelity", teacher.fidelity)):
+        theirs = stored.get(key)
+        if theirs is not None and theirs != mine:
+            raise DatasetError(
+                f"{path} was labelled by {key} {theirs!r}; refusing to add rows from {key} {mine!r} "
+                "(mixed teachers would train a model on two different potential-energy surfaces; "
+                "use another output file)"
+            )
 
 
 def _resumed_chains(tasks: Sequence[Task], done: Dict[str, Record]) -> Dict[str, Atoms]:
@@ -92,7 +106,9 @@ def _resumed_chains(tasks: Sequence[Task], done: Dict[str, Record]) -> Dict[str,
         if t.kind == "md" and t.id in done and t.frame > chain_last.get(t.chain, -1):
             rec = done[t.id]
             atoms = rec.to_atoms()
-            atoms.calc, atoms.info = None, {}
+            # keep the electronic state (a charged molecule stays charged), drop the row's bookkeeping
+            atoms.calc = None
+            atoms.info = {k: v for k, v in rec.system_info().items() if k in ("charge", "mult")}
             momenta = rec.info.get("momenta")
             if momenta is not None:
                 atoms.set_momenta(np.asarray(momenta))

@@ -26,7 +26,7 @@ from .errors import DatasetError
 from .formats import FORMATS, ase_db, format_of
 from .identity import SampleIndex, describe_duplicates, find_duplicate_identities, sample_identity, update_content_hash
 from .locking import store_lock
-from .records import Record
+from .records import Record, fidelity_name
 
 __all__ = [
     "DatasetError",
@@ -155,11 +155,18 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return a.resolve() == b.resolve()
 
 
-def convert(source: str | os.PathLike, destination: str | os.PathLike, mode: WriteMode = "create") -> int:
+def convert(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    mode: WriteMode = "create",
+    fidelity: Optional[str] = None,
+) -> int:
     """Copy every record and the store metadata from ``source`` to ``destination``.
 
     The formats follow the suffixes. Refuses to convert a store onto itself (that would
-    read and append the same rows). Returns the number of records written.
+    read and append the same rows). ``fidelity`` tags the records that carry no fidelity
+    (data from other tools or older stores); tagged ones keep theirs. Returns the number
+    of records written.
     """
     source, destination = Path(source), Path(destination)
     format_of(destination)  # an unknown destination format fails before anything is read
@@ -169,6 +176,10 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, mode: Wri
             "convert into a new file instead"
         )
     records = read_records(source)
+    if fidelity is not None:
+        fidelity = fidelity_name(fidelity)
+        for rec in records:
+            rec.fidelity = rec.fidelity or fidelity
     write_records(destination, records, read_metadata(source), mode=mode)
     return len(records)
 

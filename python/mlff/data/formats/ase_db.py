@@ -3,7 +3,11 @@
 Plain info values that ASE accepts as key-value pairs (queryable: ``sample_id``,
 ``temperature``) become key-value pairs; everything else (arrays, dicts, strings that
 look like numbers, keys ASE reserves) goes to the row's ``data``, so every info dict
-can be written and comes back equal.
+can be written and comes back equal. The record's fidelity, total charge and multiplicity
+are key-value pairs ``fidelity`` and ``mult`` (so ``fidelity=gfn1-xtb`` selects a level) and
+``charge`` is in the row's data (ASE's own ``charge`` column, the sum of the initial charges,
+would shadow a key-value pair); per-atom charges are the row's ``charges``, as ASE stores
+calculator results.
 """
 
 from __future__ import annotations
@@ -47,10 +51,15 @@ def _connect(path: Path):
 
 
 def _split_info(info: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    from ase.db.core import check
+    from ase.db.core import check, numeric_keys
 
     kvp, data = {}, {}
     for key, value in info.items():
+        if key in numeric_keys:
+            # the database has columns of these names (``charge`` is the sum of the initial
+            # charges) that replace a key-value pair of the same name when read back
+            data[key] = value
+            continue
         try:
             with warnings.catch_warnings():
                 # ASE only warns about keys that look like chemical formulas: they cannot be
@@ -66,7 +75,7 @@ def _split_info(info: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 
 def _write_rows(db, records: Sequence[Record], metadata: Optional[Dict[str, Any]]) -> None:
     for rec in records:
-        kvp, data = _split_info(rec.info)
+        kvp, data = _split_info(rec.full_info())
         db.write(rec.to_atoms(), key_value_pairs=kvp, data=data)
     if metadata:
         db.metadata = {**db.metadata, **metadata}
@@ -99,7 +108,8 @@ def _record(row) -> Record:
         energy=None if row.get("energy") is None else float(row.energy),
         forces=None if row.get("forces") is None else np.array(row.forces, dtype=np.float64),
         stress=None if stress is None else np.asarray(stress, dtype=np.float64),
-        info=info,
+        info=info,  # Record moves fidelity, charge and mult into its fields
+        charges=None if row.get("charges") is None else np.array(row.charges, dtype=np.float64),
     )
 
 

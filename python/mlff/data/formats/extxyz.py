@@ -58,8 +58,9 @@ def write(path: Path | IO[str], records: Sequence[Record], metadata: Dict[str, A
     frames = []
     for k, rec in enumerate(records):
         atoms = rec.to_atoms()
-        atoms.info = _comment_keys(rec.info)
-        atoms.info[INFO_KEY] = _pack(infojson.dumps(rec.info, f"info of structure {rec.id}"))
+        info = rec.full_info()  # fidelity, charge and mult as comment-line keys other tools read
+        atoms.info = _comment_keys(info)
+        atoms.info[INFO_KEY] = _pack(infojson.dumps(info, f"info of structure {rec.id}"))
         if k == 0 and metadata:
             atoms.info[METADATA_KEY] = _pack(infojson.dumps(metadata, "store metadata"))
         frames.append(atoms)
@@ -80,10 +81,9 @@ def read(path: Path | IO[str]) -> Iterator[Record]:
     for k, atoms in enumerate(iread(path if isinstance(path, io.IOBase) else str(path), index=":", format="extxyz")):
         packed = atoms.info.pop(INFO_KEY, None)
         atoms.info.pop(METADATA_KEY, None)
-        rec = Record.from_atoms(atoms, id=str(k))
         if packed is not None:  # files from other tools have only the comment-line values
-            rec.info = infojson.loads(_unpack(packed))
-        yield rec
+            atoms.info = infojson.loads(_unpack(packed))
+        yield Record.from_atoms(atoms, id=str(k))
 
 
 def read_metadata(path: Path) -> Dict[str, Any]:
