@@ -42,7 +42,7 @@ def test_model_block_is_validated_by_the_kind(tmp_path):
     with pytest.raises(ValueError, match=r"model\.n_feature: unknown option for a painn model"):
         load_config(p)
     p.write_text("data: {train: x.db}\nmodel: {kind: mace}\n")
-    with pytest.raises(ValueError, match=r"unknown model kind 'mace'; known kinds: \['painn'\]"):
+    with pytest.raises(ValueError, match=r"unknown model kind 'mace'; known kinds: \['aimnet2', 'painn'\]"):
         load_config(p)
     p.write_text("data: {train: x.db}\nmodel: {kind: painn, elements: [Cu, O], cutoff: 4.0}\n")
     m = load_config(p).model
@@ -50,3 +50,32 @@ def test_model_block_is_validated_by_the_kind(tmp_path):
     # the stored config says what is built: the kind's defaults are filled in
     assert m.options == dict(cutoff=4.0, n_features=64, num_interactions=3, n_rbf=20, cutoff_fn="polynomial")
     assert TrainConfig(data={"train": "x.db"}).model.options["cutoff_fn"] == "polynomial"
+
+
+def test_the_readme_multifidelity_example_is_a_valid_config(tmp_path):
+    """The 3-fidelity aimnet2 example of README.md, section Training, loads as written."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("### Several levels of theory")[1].split("```yaml\n")[1].split("```")[0]
+    p = tmp_path / "mf.yaml"
+    p.write_text(block)
+    cfg = load_config(p)
+    assert cfg.fidelity_names == ["pbe-def2svp", "gfn2", "gfn1"] == cfg.model.options["fidelities"]
+    assert [s.path for s in cfg.data.train_stores] == [str(tmp_path / n) for n in ("dft.h5", "gfn2.db", "gfn1.db")]
+    assert [s.fidelity for s in cfg.data.train_stores] == [None, "gfn2", "gfn1"]
+    assert cfg.sae == "fit" and cfg.optim.param_groups[0].lr_scale == 0.1 and cfg.schedule.warmup == "cosine"
+
+
+def test_multifidelity_paths_resolve_and_patterns_are_checked(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {train: [a.db, {path: b.db, fidelity: x}], valid: v.db}\nsae: s.yaml\n"
+                 "model: {init_from: prev/last.ckpt}\n")
+    cfg = load_config(p)
+    assert [s.path for s in cfg.data.train_stores] == [str(tmp_path / "a.db"), str(tmp_path / "b.db")]
+    assert cfg.data.valid == str(tmp_path / "v.db") and cfg.sae == str(tmp_path / "s.yaml")
+    assert cfg.model.init_from == str(tmp_path / "prev" / "last.ckpt")
+    with pytest.raises(ValueError, match="is not a regular expression"):
+        TrainConfig(data={"train": "x.db"}, optim={"freeze": ["heads[0"]})
+    with pytest.raises(ValueError, match="one energy head"):
+        TrainConfig(data={"train": "x.db", "fidelities": ["a", "b"]})

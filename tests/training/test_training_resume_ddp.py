@@ -13,17 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from training_helpers import write_config
+from training_helpers import write_config, write_mf_config, write_mf_stores
 
 MLFF = [sys.executable, "-m", "mlff.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def _rows(path: Path):
+def _rows(path: Path, last: str = "stress_rmse"):
     if not path.exists():
         return []
     with open(path, newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r.get("stress_rmse") is not None]
+        return [r for r in csv.DictReader(fh) if r.get(last) is not None]
+
+
+def _kill_after_rows(cfg: Path, metrics: Path, rows: int, last: str = "stress_rmse") -> None:
+    """Start `mlff train cfg`, SIGKILL it once ``metrics`` has ``rows`` complete rows."""
+    proc = subprocess.Popen([*MLFF, "train", str(cfg)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_rows(metrics, last)) < rows and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, cu_db):
@@ -34,14 +45,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, cu_db):
     cfg = write_config(tmp_path / "run.yaml", cu_db, tmp_path / "run", run=run)
     subprocess.run([*MLFF, "train", str(ref_cfg)], check=True, env=ENV, capture_output=True)
 
-    proc = subprocess.Popen([*MLFF, "train", str(cfg)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "run" / "metrics.csv"
-    deadline = time.time() + 120
-    while len(_rows(metrics)) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "training ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after_rows(cfg, metrics, 2)
     # the checkpoint on disk is whole (atomic writes), and it is mid-epoch
     state = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["trainer_state"]
     killed_at = state["step"]
@@ -57,6 +62,31 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, cu_db):
     for a, b in zip(ref, got):
         for key in ("val_loss", "force_rmse", "energy_rmse_per_atom", "stress_rmse"):
             assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-6), (a["step"], key)
+
+
+def test_two_fidelity_aimnet2_resume_matches_uninterrupted(tmp_path):
+    """The fidelity-weighted draws are a function of (seed, epoch): a killed run resumes exactly."""
+    from mlff.checkpoint import read_checkpoint
+
+    hi, lo = write_mf_stores(tmp_path)
+    sections = dict(data={"fidelity_weights": {"lo": 2.0}},
+                    run={"max_steps": 200, "valid_every": 20, "checkpoint_every": 10, "batch_atoms": 16})
+    ref_cfg = write_mf_config(tmp_path / "ref.yaml", hi, lo, tmp_path / "ref", **sections)
+    cfg = write_mf_config(tmp_path / "run.yaml", hi, lo, tmp_path / "run", **sections)
+    subprocess.run([*MLFF, "train", str(ref_cfg)], check=True, env=ENV, capture_output=True)
+    last = "val_lo_charge_rmse"  # the last column: a row cut by the kill lacks it
+    metrics = tmp_path / "run" / "metrics.csv"
+    _kill_after_rows(cfg, metrics, 2, last)
+    killed_at = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["trainer_state"]["step"]
+    assert 20 <= killed_at < 200
+
+    out = subprocess.run([*MLFF, "train", str(cfg), "--resume"], check=True, env=ENV, capture_output=True, text=True)
+    assert f"at step {killed_at} " in out.stdout
+    ref, got = _rows(tmp_path / "ref" / "metrics.csv", last), _rows(metrics, last)
+    assert [r["step"] for r in got] == [r["step"] for r in ref] == [str(s) for s in range(20, 201, 20)]
+    for a, b in zip(ref, got):
+        for key in ("val_loss", "train_loss", "val_hi_force_rmse", "val_hi_charge_rmse", "val_lo_energy_rmse_per_atom"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-9, abs=0), (a["step"], key)
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun not found")

@@ -19,6 +19,7 @@ TERM_KINDS: Dict[str, Tuple[str, str]] = {
     "d3bj": ("mlff.physics.d3", "D3BJ"),
     "zbl": ("mlff.physics.zbl", "ZBL"),
     "coulomb": ("mlff.physics.coulomb", "FixedChargeCoulomb"),
+    "sae": ("mlff.physics.sae_term", "AtomicEnergies"),
 }
 #: the kind of a ``dispersion:`` block
 DISPERSION_KIND = "d3bj"

@@ -4,12 +4,16 @@ Neighbour lists are built once per structure (positions do not move during
 training); a batch is a disjoint union of graphs holding at most ``batch_atoms``
 atoms (at least one structure), which keeps memory and step time even when
 structure sizes vary.
+
+Every label is optional per structure (a cheap level of theory may have energies
+only): a batch carries each label with a mask of the structures (atoms) that have
+it, and the loss and metrics use only those (:mod:`mlff.training.metrics`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,12 +27,14 @@ class Sample:
     numbers: torch.Tensor  # [n]
     edge_indices: List[torch.Tensor]  # per neighbour list [2, E_k]
     edge_vectors: List[torch.Tensor]  # per neighbour list [E_k, 3]
-    energy: float
-    forces: torch.Tensor  # [n, 3]
+    energy: Optional[float]
+    forces: Optional[torch.Tensor]  # [n, 3]
     stress: Optional[torch.Tensor]  # [3, 3], ASE sign, or None
     volume: float
     record_id: str
-    charge: float = 0.0
+    charge: float = 0.0  # total charge (a system input, not a label)
+    charges: Optional[torch.Tensor] = None  # [n] teacher partial charges
+    fidelity: int = 0  # index into the run's fidelities (a system input)
 
     @property
     def n_atoms(self) -> int:
@@ -36,13 +42,28 @@ class Sample:
 
 
 def _labels(rec: Record, dtype: torch.dtype) -> Dict[str, Any]:
-    """A record's labels as sample fields (stress only for periodic structures)."""
+    """A record's labels as sample fields (None where absent; stress only for periodic structures)."""
     from ase.stress import voigt_6_to_full_3x3_stress
 
     stress = None
     if rec.stress is not None and rec.periodic:
         stress = torch.as_tensor(voigt_6_to_full_3x3_stress(np.asarray(rec.stress)), dtype=dtype)
-    return dict(energy=float(rec.energy), forces=torch.tensor(np.array(rec.forces), dtype=dtype), stress=stress)
+    return dict(
+        energy=None if rec.energy is None else float(rec.energy),
+        forces=None if rec.forces is None else torch.tensor(np.array(rec.forces), dtype=dtype),
+        stress=stress,
+        charges=None if rec.charges is None else torch.tensor(np.array(rec.charges), dtype=dtype),
+    )
+
+
+def fidelity_index(rec: Record, fidelities: Sequence[str]) -> int:
+    """The model's index of ``rec``'s level of theory: its position in ``fidelities``
+    (0 for every record of a run without named fidelities)."""
+    if not fidelities:
+        return 0
+    if rec.fidelity not in fidelities:
+        raise ValueError(f"structure {rec.id}: fidelity {rec.fidelity!r} is not one of {list(fidelities)}")
+    return list(fidelities).index(rec.fidelity)
 
 
 def list_cutoffs(model: torch.nn.Module) -> List[float]:
@@ -53,9 +74,15 @@ def list_cutoffs(model: torch.nn.Module) -> List[float]:
 
 
 def build_samples(
-    records: Sequence[Record], cutoffs: Union[float, Sequence[float]], dtype: torch.dtype
+    records: Sequence[Record],
+    cutoffs: Union[float, Sequence[float]],
+    dtype: torch.dtype,
+    fidelities: Sequence[str] = (),
 ) -> List[Sample]:
-    """One pre-built graph per record, one edge set per neighbour-list cutoff of the model."""
+    """One pre-built graph per record, one edge set per neighbour-list cutoff of the model.
+
+    ``fidelities``: the run's level names in model order (see :func:`fidelity_index`).
+    """
     samples = []
     for rec in records:
         atoms = rec.to_atoms()
@@ -67,7 +94,8 @@ def build_samples(
                 edge_vectors=[ev.detach() for ev in g.edge_vectors()],
                 volume=float(atoms.get_volume()) if rec.periodic else 0.0,
                 record_id=rec.id,
-                charge=float(atoms.info.get("charge", 0.0)),
+                charge=0.0 if rec.charge is None else float(rec.charge),  # unstated: neutral
+                fidelity=fidelity_index(rec, fidelities),
                 **_labels(rec, dtype),
             )
         )
@@ -114,10 +142,27 @@ def pack(order: Sequence[int], sizes: Sequence[int], batch_atoms: int) -> List[L
     return batches
 
 
-def epoch_batches(sizes: Sequence[int], batch_atoms: int, seed: int, epoch: int) -> List[List[int]]:
-    """The shuffled batches of one epoch: a pure function of (seed, epoch), so resumable."""
-    rng = np.random.default_rng([seed, epoch])
-    return pack(rng.permutation(len(sizes)).tolist(), sizes, batch_atoms)
+def pack_by_fidelity(samples: Sequence[Sample], batch_atoms: int) -> List[List[int]]:
+    """Batches of ``samples`` in their order, each of one fidelity (fidelity 0's first).
+
+    With one fidelity this is :func:`pack` of all samples: an evaluation batch of one
+    level keeps per-fidelity metrics exact sums of whole batches.
+    """
+    groups: Dict[int, List[int]] = {}
+    for k, s in enumerate(samples):
+        groups.setdefault(s.fidelity, []).append(k)
+    sizes = [s.n_atoms for s in samples]
+    return [b for f in sorted(groups) for b in pack(groups[f], sizes, batch_atoms)]
+
+
+#: how much of a batch has a label: every structure, some, or none (decided on the CPU,
+#: so the loss picks its formula without reading back from the device)
+Presence = Literal["all", "some", "none"]
+
+
+def presence(flags: Sequence[bool]) -> Presence:
+    n = sum(bool(f) for f in flags)
+    return "all" if n == len(flags) else ("none" if n == 0 else "some")
 
 
 @dataclass
@@ -128,11 +173,20 @@ class Batch:
     batch: torch.Tensor  # [N] structure index per atom
     charge: torch.Tensor  # [B] float64 total charges
     n_atoms: torch.Tensor  # [B]
-    energy: torch.Tensor  # [B]
-    forces: torch.Tensor  # [N, 3]
+    energy: torch.Tensor  # [B] (zeros where absent)
+    forces: torch.Tensor  # [N, 3] (zeros where absent)
     stress: torch.Tensor  # [B, 3, 3] (zeros where absent)
     has_stress: torch.Tensor  # [B] bool
     volume: torch.Tensor  # [B]
+    fidelity: Optional[torch.Tensor] = None  # [B] int64 (None: all fidelity 0)
+    has_energy: Optional[torch.Tensor] = None  # [B] bool
+    has_forces: Optional[torch.Tensor] = None  # [N] bool, per atom
+    charges: Optional[torch.Tensor] = None  # [N] teacher partial charges (zeros where absent)
+    has_charges: Optional[torch.Tensor] = None  # [N] bool, per atom
+    #: label -> "all" | "some" | "none" of the structures carry it
+    present: Dict[str, Presence] = field(default_factory=dict)
+    #: the distinct fidelity indices of the batch's structures, ascending
+    fidelities: Tuple[int, ...] = (0,)
 
     @property
     def n_structures(self) -> int:
@@ -142,7 +196,7 @@ class Batch:
         """The contract's system inputs for a batch: per-structure values plus ``batch``."""
         return {
             "charge": self.charge,
-            "fidelity": torch.zeros_like(self.n_atoms),
+            "fidelity": self.fidelity if self.fidelity is not None else torch.zeros_like(self.n_atoms),
             "batch": self.batch,
         }
 
@@ -158,7 +212,15 @@ def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
         batch.append(torch.full((s.n_atoms,), k, dtype=torch.long))
         offset += s.n_atoms
     dtype = samples[0].edge_vectors[0].dtype
+
+    def per_atom(s: Sample, value: Optional[torch.Tensor], shape: Tuple[int, ...]) -> torch.Tensor:
+        return value if value is not None else torch.zeros((s.n_atoms, *shape), dtype=dtype)
+
+    def atom_mask(flags: Sequence[bool]) -> torch.Tensor:
+        return torch.cat([torch.full((s.n_atoms,), bool(f)) for s, f in zip(samples, flags)]).to(device)
+
     stress = torch.stack([s.stress if s.stress is not None else torch.zeros(3, 3, dtype=dtype) for s in samples])
+    has = {name: [getattr(s, name) is not None for s in samples] for name in ("energy", "forces", "stress", "charges")}
     return Batch(
         numbers=torch.cat([s.numbers for s in samples]).to(device),
         edge_indices=[torch.cat(e, dim=1).to(device) for e in edge_indices],
@@ -166,9 +228,16 @@ def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
         batch=torch.cat(batch).to(device),
         charge=torch.tensor([s.charge for s in samples], dtype=torch.float64, device=device),
         n_atoms=torch.tensor([s.n_atoms for s in samples], device=device),
-        energy=torch.tensor([s.energy for s in samples], dtype=dtype, device=device),
-        forces=torch.cat([s.forces for s in samples]).to(device),
+        energy=torch.tensor([s.energy if s.energy is not None else 0.0 for s in samples], dtype=dtype, device=device),
+        forces=torch.cat([per_atom(s, s.forces, (3,)) for s in samples]).to(device),
         stress=stress.to(device),
-        has_stress=torch.tensor([s.stress is not None for s in samples], device=device),
+        has_stress=torch.tensor(has["stress"], device=device),
         volume=torch.tensor([s.volume if s.volume > 0 else 1.0 for s in samples], dtype=dtype, device=device),
+        fidelity=torch.tensor([s.fidelity for s in samples], dtype=torch.long, device=device),
+        has_energy=torch.tensor(has["energy"], device=device),
+        has_forces=atom_mask(has["forces"]),
+        charges=torch.cat([per_atom(s, s.charges, ()) for s in samples]).to(device),
+        has_charges=atom_mask(has["charges"]),
+        present={name: presence(flags) for name, flags in has.items()},
+        fidelities=tuple(sorted({s.fidelity for s in samples})),
     )

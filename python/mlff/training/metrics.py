@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from ..contract import evaluate
 from ..units import stress_from_virial
-from .batching import Batch
+from .batching import Batch, Presence
 from .config import LossConfig
 
 METRIC_NAMES = (
@@ -19,6 +19,8 @@ METRIC_NAMES = (
     "force_rmse",
     "stress_rmse",
 )
+#: reported too when the model predicts per-atom charges
+CHARGE_METRIC_NAMES = ("charge_mae", "charge_rmse")
 
 
 def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: bool) -> Dict[str, torch.Tensor]:
@@ -37,6 +39,8 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
         0, b.batch, out["energies"]
     )
     result = {"energy": energy, "forces": out["forces"]}
+    if "charges" in out:
+        result["charges"] = out["charges"]
     if need_stress:
         virial = torch.zeros((b.n_structures, 3, 3), dtype=ev.dtype, device=ev.device).index_add(
             0, b.batch, out["atom_virial"]
@@ -45,15 +49,33 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
     return result
 
 
+def _mean_square(diff: torch.Tensor, mask: Optional[torch.Tensor], present: Presence) -> torch.Tensor:
+    """Mean of ``diff**2`` over the entries ``mask`` selects (rows of ``diff``).
+
+    ``present`` ("all" | "some" | "none", known on the CPU) picks the formula: with every
+    entry present it is the plain mean (bit for bit what training computed before labels
+    were optional); with none it is a zero that stays in the graph, so a batch without
+    one label still back-propagates the others and never gives NaN.
+    """
+    if present == "all" or mask is None:
+        return (diff**2).mean()
+    if present == "none":
+        return diff.sum() * 0.0
+    return (diff[mask] ** 2).mean()
+
+
 def loss_terms(pred: Dict[str, torch.Tensor], b: Batch) -> Dict[str, torch.Tensor]:
+    """Mean squared errors of the labels each structure has (see :func:`_mean_square`)."""
     n = b.n_atoms.to(pred["energy"].dtype)
     terms = {
-        "energy": (((pred["energy"] - b.energy) / n) ** 2).mean(),
-        "forces": ((pred["forces"] - b.forces) ** 2).mean(),
+        "energy": _mean_square((pred["energy"] - b.energy) / n, b.has_energy, b.present.get("energy", "all")),
+        "forces": _mean_square(pred["forces"] - b.forces, b.has_forces, b.present.get("forces", "all")),
     }
     if "stress" in pred and bool(b.has_stress.any()):
         diff = (pred["stress"] - b.stress)[b.has_stress]
         terms["stress"] = (diff**2).mean()
+    if "charges" in pred and b.charges is not None and b.present.get("charges", "none") != "none":
+        terms["charges"] = _mean_square(pred["charges"] - b.charges, b.has_charges, b.present["charges"])
     return terms
 
 
@@ -61,53 +83,112 @@ def weighted(terms: Dict[str, torch.Tensor], w: LossConfig) -> torch.Tensor:
     total = w.energy_weight * terms["energy"] + w.forces_weight * terms["forces"]
     if "stress" in terms and w.stress_weight > 0:
         total = total + w.stress_weight * terms["stress"]
+    if "charges" in terms and w.charges_weight > 0:
+        total = total + w.charges_weight * terms["charges"]
     return total
+
+
+#: columns of an accumulator row: sums and counts of each error
+_E_ABS, _E_SQ, _E_N, _F_ABS, _F_SQ, _F_N, _S_SQ, _S_N, _Q_ABS, _Q_SQ, _Q_N, _STRUCTURES = range(12)
+N_SUMS = 12
+
+
+def _select(x: torch.Tensor, mask: Optional[torch.Tensor], present: Presence) -> torch.Tensor:
+    return x if present == "all" or mask is None else x[mask]
 
 
 @dataclass
 class ErrorAccumulator:
-    """Sums of errors over a data set (all-reducible: plain tensors of sums and counts)."""
+    """Sums of errors over a data set, one row per fidelity (all-reducible: one tensor of
+    sums and counts)."""
 
-    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(8, dtype=torch.float64))
+    n_fidelities: int = 1
     keep: bool = False
-    pairs: Dict[str, List[torch.Tensor]] = field(default_factory=lambda: {"e_ref": [], "e_pred": [], "f_ref": [], "f_pred": []})
+    sums: torch.Tensor = field(init=False)
+    pairs: Dict[str, List[torch.Tensor]] = field(
+        default_factory=lambda: {"e_ref": [], "e_pred": [], "f_ref": [], "f_pred": []}
+    )
+
+    def __post_init__(self) -> None:
+        self.sums = torch.zeros((max(1, self.n_fidelities), N_SUMS), dtype=torch.float64)
 
     def add(self, pred: Dict[str, torch.Tensor], b: Batch) -> None:
+        if len(b.fidelities) == 1:
+            self._add(pred, b, b.fidelities[0], None)
+        else:  # a mixed batch: each fidelity's structures into its own row
+            for f in b.fidelities:
+                self._add(pred, b, f, b.fidelity == f)
+
+    def _add(self, pred: Dict[str, torch.Tensor], b: Batch, f: int, structures: Optional[torch.Tensor]) -> None:
+        """Errors of the structures ``structures`` selects (None: all) into row ``f``."""
+        def pick(x: torch.Tensor, label: str, mask: Optional[torch.Tensor], per_atom: bool) -> torch.Tensor:
+            present = b.present.get(label, "all")
+            if structures is not None:
+                chosen = structures[b.batch] if per_atom else structures
+                mask = chosen if mask is None or present == "all" else mask & chosen
+                present = "some"
+            return _select(x, mask, present)
+
         n = b.n_atoms.double()
-        de = (pred["energy"].detach().double() - b.energy.double()) / n
-        df = pred["forces"].detach().double() - b.forces.double()
-        s = self.sums
-        s[0] += de.abs().sum()
-        s[1] += (de**2).sum()
-        s[2] += de.numel()
-        s[3] += df.abs().sum()
-        s[4] += (df**2).sum()
-        s[5] += df.numel()
-        if "stress" in pred and bool(b.has_stress.any()):
-            ds = (pred["stress"].detach().double() - b.stress.double())[b.has_stress]
-            s[6] += (ds**2).sum()
-            s[7] += ds.numel()
+        s = self.sums[f]
+        s[_STRUCTURES] += b.n_structures if structures is None else int(structures.sum())
+        de = pick((pred["energy"].detach().double() - b.energy.double()) / n, "energy", b.has_energy, False)
+        s[_E_ABS] += de.abs().sum()
+        s[_E_SQ] += (de**2).sum()
+        s[_E_N] += de.numel()
+        df = pick(pred["forces"].detach().double() - b.forces.double(), "forces", b.has_forces, True)
+        s[_F_ABS] += df.abs().sum()
+        s[_F_SQ] += (df**2).sum()
+        s[_F_N] += df.numel()
+        has_stress = b.has_stress if structures is None else b.has_stress & structures
+        if "stress" in pred and bool(has_stress.any()):
+            ds = (pred["stress"].detach().double() - b.stress.double())[has_stress]
+            s[_S_SQ] += (ds**2).sum()
+            s[_S_N] += ds.numel()
+        if "charges" in pred and b.charges is not None and b.present.get("charges", "none") != "none":
+            dq = pick(pred["charges"].detach().double() - b.charges.double(), "charges", b.has_charges, True)
+            s[_Q_ABS] += dq.abs().sum()
+            s[_Q_SQ] += (dq**2).sum()
+            s[_Q_N] += dq.numel()
         if self.keep:
-            self.pairs["e_ref"].append((b.energy.double() / n).cpu())
-            self.pairs["e_pred"].append((pred["energy"].detach().double() / n).cpu())
-            self.pairs["f_ref"].append(b.forces.detach().double().flatten().cpu())
-            self.pairs["f_pred"].append(pred["forces"].detach().double().flatten().cpu())
+            self.pairs["e_ref"].append(pick(b.energy.double() / n, "energy", b.has_energy, False).cpu())
+            self.pairs["e_pred"].append(pick(pred["energy"].detach().double() / n, "energy", b.has_energy, False).cpu())
+            self.pairs["f_ref"].append(pick(b.forces.detach().double(), "forces", b.has_forces, True).flatten().cpu())
+            self.pairs["f_pred"].append(
+                pick(pred["forces"].detach().double(), "forces", b.has_forces, True).flatten().cpu())
 
     def metrics(self) -> Dict[str, Optional[float]]:
-        s = self.sums.tolist()
-        def safe(x: float, c: float) -> Optional[float]:
-            return x / c if c > 0 else None
-        e_mse, f_mse, s_mse = safe(s[1], s[2]), safe(s[4], s[5]), safe(s[6], s[7])
-        return {
-            "energy_mae_per_atom": safe(s[0], s[2]),
-            "energy_rmse_per_atom": None if e_mse is None else e_mse**0.5,
-            "force_mae": safe(s[3], s[5]),
-            "force_rmse": None if f_mse is None else f_mse**0.5,
-            "stress_rmse": None if s_mse is None else s_mse**0.5,
-            "_energy_mse": e_mse,
-            "_force_mse": f_mse,
-            "_stress_mse": s_mse,
-        }
+        """Errors over every fidelity together."""
+        return _metrics(self.sums.sum(0).tolist())
+
+    def by_fidelity(self) -> List[Dict[str, Optional[float]]]:
+        """Errors of each fidelity (row ``f``: fidelity index ``f``)."""
+        return [_metrics(row) for row in self.sums.tolist()]
+
+
+def _metrics(s: Sequence[float]) -> Dict[str, Optional[float]]:
+    def safe(x: float, c: float) -> Optional[float]:
+        return x / c if c > 0 else None
+
+    def root(x: Optional[float]) -> Optional[float]:
+        return None if x is None else x**0.5
+
+    e_mse, f_mse, s_mse, q_mse = (safe(s[_E_SQ], s[_E_N]), safe(s[_F_SQ], s[_F_N]), safe(s[_S_SQ], s[_S_N]),
+                                  safe(s[_Q_SQ], s[_Q_N]))
+    return {
+        "energy_mae_per_atom": safe(s[_E_ABS], s[_E_N]),
+        "energy_rmse_per_atom": root(e_mse),
+        "force_mae": safe(s[_F_ABS], s[_F_N]),
+        "force_rmse": root(f_mse),
+        "stress_rmse": root(s_mse),
+        "charge_mae": safe(s[_Q_ABS], s[_Q_N]),
+        "charge_rmse": root(q_mse),
+        "_energy_mse": e_mse,
+        "_force_mse": f_mse,
+        "_stress_mse": s_mse,
+        "_charge_mse": q_mse,
+        "_structures": s[_STRUCTURES],
+    }
 
 
 def validation_loss(m: Dict[str, Optional[float]], w: LossConfig) -> float:
@@ -115,4 +196,14 @@ def validation_loss(m: Dict[str, Optional[float]], w: LossConfig) -> float:
     total = w.energy_weight * (m["_energy_mse"] or 0.0) + w.forces_weight * (m["_force_mse"] or 0.0)
     if w.stress_weight > 0 and m["_stress_mse"] is not None:
         total += w.stress_weight * m["_stress_mse"]
+    if w.charges_weight > 0 and m.get("_charge_mse") is not None:
+        total += w.charges_weight * m["_charge_mse"]
     return float(total)
+
+
+def fidelity_validation_loss(
+    by_fidelity: Sequence[Dict[str, Optional[float]]], weights: Sequence[float], w: LossConfig
+) -> float:
+    """sum_f weight_f x the validation loss of fidelity f (fidelities without validation data
+    left out): the number early stopping and the best checkpoints follow."""
+    return float(sum(wf * validation_loss(m, w) for m, wf in zip(by_fidelity, weights) if m["_structures"]))

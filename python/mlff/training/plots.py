@@ -42,7 +42,10 @@ def parity_plot(pairs: Dict[str, List[torch.Tensor]], out: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, key, label in ((axes[0], "e", "energy per atom (eV)"), (axes[1], "f", "force component (eV/Å)")):
-        ref = torch.cat(pairs[f"{key}_ref"]).numpy()
+        ref = torch.cat(pairs[f"{key}_ref"]).numpy() if pairs[f"{key}_ref"] else None
+        if ref is None or not ref.size:  # e.g. a validation set of energies only
+            ax.set_title(f"no {label.split(' (')[0]} labels")
+            continue
         pred = torch.cat(pairs[f"{key}_pred"]).numpy()
         ax.scatter(ref, pred, s=3, alpha=0.5)
         lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))

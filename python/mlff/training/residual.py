@@ -1,6 +1,6 @@
 """Delta learning: the network learns the labels minus the physics terms.
 
-The terms (D3 dispersion, ZBL, ...) are evaluated once per structure, through the
+The terms (self-atomic energies, D3 dispersion, ZBL, ...) are evaluated once per structure, through the
 contract (:func:`mlff.training.metrics.predict`, i.e. :func:`mlff.contract.evaluate`)
 on the structure's own graph with each term's own neighbour lists, and subtracted
 from energy, forces and stress. Export adds them back
@@ -58,7 +58,7 @@ def term_contributions(composite: AdditiveModel, samples: Sequence[Sample]) -> T
 
 
 def minus_terms(rec: Record, energy: float, forces: np.ndarray, stress: np.ndarray) -> Record:
-    """``rec`` with the term contributions subtracted from its labels."""
+    """``rec`` with the term contributions subtracted from the labels it has (absent ones stay absent)."""
     from ase.stress import full_3x3_to_voigt_6_stress
 
     residual_stress = rec.stress  # a stress label of a non-periodic structure is never trained on
@@ -66,23 +66,27 @@ def minus_terms(rec: Record, energy: float, forces: np.ndarray, stress: np.ndarr
         residual_stress = np.asarray(rec.stress, dtype=np.float64) - full_3x3_to_voigt_6_stress(stress)
     return dataclasses.replace(
         rec,
-        energy=float(rec.energy) - float(energy),
-        forces=np.asarray(rec.forces, dtype=np.float64) - forces,
+        energy=None if rec.energy is None else float(rec.energy) - float(energy),
+        forces=None if rec.forces is None else np.asarray(rec.forces, dtype=np.float64) - forces,
         stress=residual_stress,
     )
 
 
 def residual_samples(
-    records: Sequence[Record], composite: AdditiveModel, dtype: torch.dtype
+    records: Sequence[Record], composite: AdditiveModel, dtype: torch.dtype, fidelities: Sequence[str] = ()
 ) -> Tuple[List[Sample], List[Record]]:
-    """Training samples (network lists only) and records whose labels are minus the terms."""
+    """Training samples (network lists only) and records whose labels are minus the terms.
+
+    ``fidelities`` (the run's level names) give each structure its fidelity index, which
+    the terms read like the network does (per-fidelity self-atomic energies).
+    """
     cutoffs = list_cutoffs(composite)
     network_lists = composite.list_maps[0]
     samples: List[Sample] = []
     residual: List[Record] = []
     for start in range(0, len(records), CHUNK):
         part = list(records[start : start + CHUNK])
-        full = build_samples(part, cutoffs, dtype)
+        full = build_samples(part, cutoffs, dtype, fidelities)
         energy, forces, stress = term_contributions(composite, full)
         offset = 0
         for k, (rec, sample) in enumerate(zip(part, full)):

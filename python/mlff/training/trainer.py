@@ -3,8 +3,14 @@
 Any model kind: the trainer knows a model only through the interface of
 :mod:`mlff.models.base` (built from the config's ``model:`` block, its own data-driven
 initialisation, its neighbour lists, its weight-decay exemptions). Physics terms of the
-config (``dispersion:``, ``terms:``) are subtracted from the labels once
+config (``sae:``, ``dispersion:``, ``terms:``) are subtracted from the labels once
 (:mod:`mlff.training.residual`); the network learns the rest and the export adds them back.
+
+Multi-fidelity data: each structure's level of theory is its index in the run's
+fidelities (``system["fidelity"]`` of the batch), batches hold one level each and are
+drawn by fidelity weight (:mod:`mlff.training.sampler`), validation reports every level
+and early stopping follows the weighted sum of the levels' losses. Labels are optional
+per structure; the loss uses those a structure has (:mod:`mlff.training.metrics`).
 
 Resumption is exact: a checkpoint holds the model, optimizer, schedule state, step,
 epoch and position in the epoch, RNG states and the best-checkpoint list; the data
@@ -23,7 +29,6 @@ import copy
 import csv
 import io
 import json
-import math
 import os
 import random
 import time
@@ -41,13 +46,36 @@ from ..data.validate import elements_of
 from ..models import model_from_options
 from ..models.composite import AdditiveModel
 from ..physics.terms import build_term, term_spec
-from .batching import Sample, build_samples, collate, epoch_batches, list_cutoffs, pack, shortest_distance
+from .batching import Sample, build_samples, collate, list_cutoffs, pack, pack_by_fidelity, shortest_distance
 from .config import TrainConfig
 from .data import load_split, resolve_elements
-from .metrics import METRIC_NAMES, ErrorAccumulator, loss_terms, predict, validation_loss, weighted
+from .metrics import (
+    CHARGE_METRIC_NAMES,
+    METRIC_NAMES,
+    ErrorAccumulator,
+    fidelity_validation_loss,
+    loss_terms,
+    predict,
+    validation_loss,
+    weighted,
+)
+from .optim import Schedule, build_optimizer, clip_gradients, freeze_parameters, set_learning_rate
 from .residual import residual_samples
+from .sae_baseline import sae_term
+from .sampler import FidelitySampler
+from .transfer import load_matching_weights
 
+#: the columns of metrics.csv every run writes (charges and per-fidelity columns are added
+#: when the run has them, see :meth:`Trainer.csv_fields`)
 CSV_FIELDS = ("step", "epoch", "time_s", "lr", "train_loss", "val_loss") + METRIC_NAMES
+#: per-fidelity columns: ``val_<fidelity>_<name>``
+FIDELITY_METRIC_NAMES = ("loss", "energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse",
+                         "stress_rmse")
+
+
+def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
+    """A metric for a log line ("n/a" where the validation set has no such label)."""
+    return "n/a" if value is None else format(scale * value, spec)
 
 
 # --------------------------------------------------------------------------- distributed
@@ -104,47 +132,6 @@ class _Dist:
                 dist.destroy_process_group()
 
 
-# --------------------------------------------------------------------------- schedule
-
-
-class Schedule:
-    """lr = base * warmup(step) * cosine(step) * plateau_scale; state is a small dict."""
-
-    def __init__(self, cfg: TrainConfig):
-        self.s = cfg.schedule
-        self.base = cfg.optim.lr
-        self.max_steps = cfg.run.max_steps
-        self.plateau_scale = 1.0
-        self.best = math.inf
-        self.bad = 0
-
-    def lr(self, step: int) -> float:
-        f = 1.0
-        if self.s.warmup_steps > 0 and step < self.s.warmup_steps:
-            f *= (step + 1) / self.s.warmup_steps
-        if self.s.kind == "cosine":
-            t = min(1.0, max(0, step - self.s.warmup_steps) / max(1, self.max_steps - self.s.warmup_steps))
-            f *= self.s.min_lr_ratio + (1 - self.s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-        return self.base * f * self.plateau_scale
-
-    def on_validation(self, val_loss: float) -> None:
-        if self.s.kind != "plateau":
-            return
-        if val_loss < self.best * (1 - 1e-4):
-            self.best, self.bad = val_loss, 0
-        else:
-            self.bad += 1
-            if self.bad > self.s.plateau_patience:
-                self.plateau_scale *= self.s.plateau_factor
-                self.bad = 0
-
-    def state_dict(self) -> Dict[str, float]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad": self.bad}
-
-    def load_state_dict(self, d: Dict[str, float]) -> None:
-        self.plateau_scale, self.best, self.bad = d["plateau_scale"], d["best"], int(d["bad"])
-
-
 # --------------------------------------------------------------------------- trainer
 
 
@@ -170,7 +157,9 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.cfg
         elements = resolve_elements(cfg.model.elements)
-        train, valid, test, self.data_meta = load_split(cfg.data, elements)
+        self.fidelities: List[str] = cfg.fidelity_names
+        split = load_split(cfg.data, elements, self.fidelities)
+        train, valid, test, self.data_meta = split.train, split.valid, split.test, split.provenance()
         self.elements = elements or elements_of(train)
         unseen = set(elements_of(valid + test)) - set(self.elements)
         if unseen:
@@ -180,43 +169,74 @@ class Trainer:
         # the model comes first: its neighbour lists (and the terms') decide the graphs
         torch.manual_seed(cfg.run.seed)
         self.model = model_from_options(cfg.model.kind, self.elements, cfg.model.options)
+        fidelities = self.fidelities or None
         self.terms = [
-            build_term(spec, self.elements, where="dispersion" if spec is cfg.dispersion else f"terms[{k}]")
+            build_term(spec, self.elements, where="dispersion" if spec is cfg.dispersion else f"terms[{k}]",
+                       fidelities=fidelities)
             for k, spec in enumerate(cfg.term_specs)
         ]
+        if cfg.sae:
+            first = self.model.neighbor_lists()[0]
+            term, origin = sae_term(cfg.sae, train, self.elements, self.fidelities, (first[0], float(first[1])),
+                                    self.out if self.dist.main else None)
+            self.terms.insert(0, term)
+            self.log(f"[mlff train] {origin}")
         t0 = time.perf_counter()
         if self.terms:
             composite = AdditiveModel(self.model, self.terms)
-            self.train_set, train = residual_samples(train, composite, self.dtype)
-            self.valid_set, _ = residual_samples(valid, composite, self.dtype)
-            self.test_set, _ = residual_samples(test, composite, self.dtype)
+            self.train_set, train = residual_samples(train, composite, self.dtype, self.fidelities)
+            self.valid_set, _ = residual_samples(valid, composite, self.dtype, self.fidelities)
+            self.test_set, _ = residual_samples(test, composite, self.dtype, self.fidelities)
         else:
             cutoffs = list_cutoffs(self.model)
-            self.train_set = build_samples(train, cutoffs, self.dtype)
-            self.valid_set = build_samples(valid, cutoffs, self.dtype)
-            self.test_set = build_samples(test, cutoffs, self.dtype)
+            self.train_set = build_samples(train, cutoffs, self.dtype, self.fidelities)
+            self.valid_set = build_samples(valid, cutoffs, self.dtype, self.fidelities)
+            self.test_set = build_samples(test, cutoffs, self.dtype, self.fidelities)
         self.log(
             f"[mlff train] {len(train)} train / {len(valid)} valid / {len(test)} test structures, "
             f"elements {self.elements}, graphs built in {time.perf_counter() - t0:.1f} s"
             + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
-            + (f"; learning the residual after {', '.join(t.kind for t in self.terms)}" if self.terms else "")
+            + (f"; learning the residual after {', '.join(t.contract_info()['kind'] for t in self.terms)}"
+               if self.terms else "")
         )
+        if self.fidelities:
+            counts = {name: sum(s.fidelity == k for s in self.train_set) for k, name in enumerate(self.fidelities)}
+            self.log("[mlff train] fidelities (train structures): "
+                     + ", ".join(f"{k} {name!r} ({n})" for k, (name, n) in enumerate(counts.items())))
         self.need_stress = cfg.loss.stress_weight > 0 or any(s.stress is not None for s in self.valid_set)
+        outputs = [o["name"] if isinstance(o, dict) else o.name for o in self.model.contract_info().get("outputs", [])]
+        self.has_charges = "charges" in outputs
+        if cfg.loss.charges_weight > 0 and not self.has_charges:
+            raise ValueError(f"loss.charges_weight is {cfg.loss.charges_weight}, but this {self.model.kind} model "
+                             "predicts no charges (kind: aimnet2 does); set it to 0")
+        if cfg.loss.charges_weight > 0 and not any(s.charges is not None for s in self.train_set):
+            self.log("[mlff train] loss.charges_weight is set, but no training structure has partial charges")
 
         # constants from the labels in the construction dtype, then cast (the same
         # initial model whatever the training dtype); ``train`` is the residual here
         self.model.initialize_from_data(train)
         self.model.min_distance = shortest_distance(self.train_set)
         self.model = self.model.to(device=self.device, dtype=self.dtype)
-        self._recenter_energies()
+        self.transfer = None
+        if cfg.model.init_from:
+            # trained weights replace the fresh ones; their energies are already centred
+            self.transfer = load_matching_weights(self.model, cfg.model.init_from)
+            self.log("[mlff train] " + self.transfer.describe())
+        else:
+            self._recenter_energies()
+        if cfg.optim.freeze:
+            frozen = freeze_parameters(self.model, cfg.optim.freeze)
+            self.log(f"[mlff train] frozen: {', '.join(frozen)}")
         for p in self.model.parameters():
             self.dist.broadcast_(p.data)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        o = cfg.optim
-        self.opt = torch.optim.AdamW(self.model.param_groups(o.weight_decay), lr=o.lr, betas=tuple(o.betas))
+        self.opt = build_optimizer(self.model, cfg.optim)
         self.schedule = Schedule(cfg)
-        self.sizes = [s.n_atoms for s in self.train_set]
-        self.valid_batches = pack(range(len(self.valid_set)), [s.n_atoms for s in self.valid_set], cfg.run.batch_atoms)
+        self.fidelity_weights = [cfg.data.fidelity_weights.get(name, 1.0) for name in self.fidelities] or [1.0]
+        self.sampler = FidelitySampler(
+            [s.n_atoms for s in self.train_set], [s.fidelity for s in self.train_set], cfg.run.batch_atoms,
+            cfg.run.seed, dict(enumerate(self.fidelity_weights)),
+        )
 
         self.step = 0
         self.epoch = 0
@@ -242,8 +262,13 @@ class Trainer:
             for idx in pack(range(len(samples)), [s.n_atoms for s in samples], self.cfg.run.batch_atoms):
                 b = collate([samples[k] for k in idx], self.device)
                 e = self.model(b.numbers, b.edge_indices, b.edge_vectors, int(b.numbers.shape[0]), b.system())["energies"]
-                residual += float(b.energy.sum() - e.sum())
-                atoms += int(b.numbers.shape[0])
+                if b.present["energy"] == "all":
+                    residual += float(b.energy.sum() - e.sum())
+                    atoms += int(b.numbers.shape[0])
+                else:  # only structures with an energy label say how far off the model is
+                    per_structure = torch.zeros_like(b.energy).index_add(0, b.batch, e)
+                    residual += float((b.energy - per_structure)[b.has_energy].sum())
+                    atoms += int(b.n_atoms[b.has_energy].sum())
             if atoms:
                 self.model.shift_energies(residual / atoms)
 
@@ -271,14 +296,20 @@ class Trainer:
         }
 
     def _provenance(self) -> Dict[str, Any]:
-        return {
+        prov = {
             "data_hash": self.data_hash,
-            "data": os.path.basename(self.cfg.data.train),
+            "data": ", ".join(os.path.basename(s.path) for s in self.cfg.data.train_stores),
             "teacher": self.data_meta.get("teacher", "unknown"),
             "teacher_settings": self.data_meta.get("teacher_settings", {}),
             "n_train": len(self.train_set),
             "trained_with": f"mlff {__version__}",
         }
+        if self.fidelities:
+            prov["fidelities"] = list(self.fidelities)
+            prov["fidelity_weights"] = dict(zip(self.fidelities, self.fidelity_weights))
+        if self.transfer is not None:
+            prov["init_from"] = self.transfer.source
+        return prov
 
     def _save(self, name: str) -> Path:
         return save_checkpoint(
@@ -306,8 +337,14 @@ class Trainer:
         old_terms = payload.get("terms", [])
         new_terms = [term_spec(t) for t in self.terms]
         if old_terms != new_terms:
-            lines.append(f"physics terms (dispersion/terms): {old_terms or 'none'} in the checkpoint, "
+            lines.append(f"physics terms (sae/dispersion/terms): {old_terms or 'none'} in the checkpoint, "
                          f"{new_terms or 'none'} now")
+        # the optimizer's groups are restored as saved: other groups cannot take its state
+        old_optim = payload.get("trainer_state", {}).get("config", {}).get("optim", {})
+        new_optim = self.cfg.optim.model_dump()
+        for key in ("param_groups", "freeze"):
+            if old_optim.get(key, []) != new_optim[key]:
+                lines.append(f"optim.{key}: {old_optim.get(key, [])} in the checkpoint, {new_optim[key]} now")
         if payload.get("dtype") != self.cfg.run.dtype:
             lines.append(f"run.dtype: {payload.get('dtype')!r} in the checkpoint, {self.cfg.run.dtype!r} now")
         return lines
@@ -359,20 +396,33 @@ class Trainer:
     def csv_path(self) -> Path:
         return self.out / "metrics.csv"
 
+    @property
+    def metric_names(self) -> Tuple[str, ...]:
+        return METRIC_NAMES + (CHARGE_METRIC_NAMES if self.has_charges else ())
+
+    @property
+    def csv_fields(self) -> Tuple[str, ...]:
+        """CSV_FIELDS, charge metrics for a model that predicts charges, and
+        ``val_<fidelity>_<metric>`` for each named fidelity."""
+        per_fidelity = FIDELITY_METRIC_NAMES + (CHARGE_METRIC_NAMES if self.has_charges else ())
+        return (CSV_FIELDS + (CHARGE_METRIC_NAMES if self.has_charges else ())
+                + tuple(f"val_{f}_{m}" for f in self.fidelities for m in per_fidelity))
+
     def _truncate_csv(self, step: int) -> None:
         """Drop rows logged after the checkpoint (they will be logged again)."""
         if not self.dist.main or not self.csv_path.exists():
             return
         keep = []
+        fields = self.csv_fields
         with open(self.csv_path, newline="") as fh:
             for row in csv.DictReader(fh):
                 try:
-                    if int(row["step"]) <= step and row.get(CSV_FIELDS[-1]) is not None:
+                    if int(row["step"]) <= step and row.get(fields[-1]) is not None:
                         keep.append(row)
                 except (TypeError, ValueError):
                     pass  # a line cut by the kill
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         w.writerows(keep)
         atomic_write(self.csv_path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
@@ -382,10 +432,11 @@ class Trainer:
             return
         new = not self.csv_path.exists()
         with open(self.csv_path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            fields = self.csv_fields
+            w = csv.DictWriter(fh, fieldnames=fields)
             if new:
                 w.writeheader()
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
             fh.flush()
         if self.tb is not None:
             for k, v in row.items():
@@ -403,8 +454,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, samples: Sequence[Sample], keep: bool = False, shard: bool = True) -> ErrorAccumulator:
-        acc = ErrorAccumulator(keep=keep)
-        batches = pack(range(len(samples)), [s.n_atoms for s in samples], self.cfg.run.batch_atoms)
+        acc = ErrorAccumulator(n_fidelities=max(1, len(self.fidelities)), keep=keep)
+        batches = pack_by_fidelity(samples, self.cfg.run.batch_atoms)
         if shard:
             batches = batches[self.dist.rank :: self.dist.world]
         self.model.eval()
@@ -417,16 +468,32 @@ class Trainer:
             self.dist.all_reduce_(acc.sums)
         return acc
 
+    def _public(self, m: Dict[str, Any]) -> Dict[str, Any]:
+        """The metrics a report shows: no internal sums, no charge errors for a model without charges."""
+        return {k: v for k, v in m.items()
+                if not k.startswith("_") and (self.has_charges or k not in CHARGE_METRIC_NAMES)}
+
+    def _fidelity_metrics(self, acc: ErrorAccumulator) -> Dict[str, Dict[str, Any]]:
+        """Each named fidelity's metrics and loss (fidelities without structures left out)."""
+        return {
+            name: {"loss": validation_loss(m, self.cfg.loss), **self._public(m)}
+            for name, m in zip(self.fidelities, acc.by_fidelity()) if m["_structures"]
+        }
+
     def _validate(self) -> Dict[str, Any]:
-        m = self.evaluate(self.valid_set).metrics()
-        val_loss = validation_loss(m, self.cfg.loss)
+        acc = self.evaluate(self.valid_set)
+        m = acc.metrics()
+        # the weighted sum over fidelities (one unnamed level: its loss)
+        val_loss = fidelity_validation_loss(acc.by_fidelity(), self.fidelity_weights, self.cfg.loss)
         train_loss = self.loss_sum / self.loss_count if self.loss_count else None
         self.loss_sum, self.loss_count = 0.0, 0
         row = {
             "step": self.step, "epoch": self.epoch, "time_s": round(self.elapsed, 2),
             "lr": self.schedule.lr(self.step), "train_loss": train_loss, "val_loss": val_loss,
-            **{k: m[k] for k in METRIC_NAMES},
+            **{k: m[k] for k in self.metric_names},
         }
+        for name, fm in self._fidelity_metrics(acc).items():
+            row.update({f"val_{name}_{k}": v for k, v in fm.items()})
         self._log_row(row)
         self.schedule.on_validation(val_loss)
         self.last_metrics = row
@@ -473,7 +540,7 @@ class Trainer:
         done = self.step >= run.max_steps
         self.model.train()
         while not done:
-            batches = epoch_batches(self.sizes, run.batch_atoms, run.seed, self.epoch)
+            batches = self.sampler.epoch(self.epoch)
             steps_in_epoch = max(1, len(batches) // world)
             if len(batches) < world:
                 raise ValueError(f"{len(batches)} batches per epoch cannot feed {world} processes; lower batch_atoms")
@@ -481,16 +548,13 @@ class Trainer:
             while not (epoch_end or done):
                 idx = batches[self.batch_pos * world + self.dist.rank]
                 b = collate([self.train_set[k] for k in idx], self.device)
-                lr = self.schedule.lr(self.step)
-                for g in self.opt.param_groups:
-                    g["lr"] = lr
+                set_learning_rate(self.opt, self.schedule.lr(self.step))
                 pred = predict(self.model, b, self.cfg.loss.stress_weight > 0, create_graph=True)
                 loss = weighted(loss_terms(pred, b), self.cfg.loss)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.dist.average_grads(self.params)
-                if self.cfg.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+                clip_gradients(self.params, self.cfg.optim)
                 self.opt.step()
                 self.loss_sum += float(loss.detach())
                 self.loss_count += 1
@@ -514,7 +578,7 @@ class Trainer:
                 if self.step % run.valid_every == 0 or last:
                     row = self._validate()
                     self._update_best(row["val_loss"])
-                    bar.set_postfix(loss=f"{row['train_loss'] or 0:.3g}", f_rmse=f"{row['force_rmse']:.4f}")
+                    bar.set_postfix(loss=f"{row['train_loss'] or 0:.3g}", f_rmse=_fmt(row["force_rmse"], ".4f"))
                     if run.early_stopping_patience and self.bad_validations >= run.early_stopping_patience:
                         self.log(f"[mlff train] early stop at step {self.step}: no improvement in "
                                  f"{self.bad_validations} validations")
@@ -563,9 +627,16 @@ class Trainer:
         self.model.load_state_dict(read_checkpoint(best_file)["state_dict"])
         valid_acc = self.evaluate(self.valid_set, keep=True, shard=False)
         summary["best_checkpoint"] = str(best_file)
-        summary["valid"] = {k: v for k, v in valid_acc.metrics().items() if not k.startswith("_")}
+        summary["valid"] = self._public(valid_acc.metrics())
+        if self.fidelities:
+            summary["valid_by_fidelity"] = self._fidelity_metrics(valid_acc)
         if self.test_set:
-            summary["test"] = {k: v for k, v in self.evaluate(self.test_set, shard=False).metrics().items() if not k.startswith("_")}
+            test_acc = self.evaluate(self.test_set, shard=False)
+            summary["test"] = self._public(test_acc.metrics())
+            if self.fidelities:
+                summary["test_by_fidelity"] = self._fidelity_metrics(test_acc)
+        if self.transfer is not None:
+            summary["init_from"] = self.transfer.as_dict()
         if run.export:
             from ..contract import export_model
 
@@ -588,7 +659,8 @@ class Trainer:
         v = summary["valid"]
         self.log(
             f"[mlff train] done: {self.step} steps in {self.elapsed:.0f} s; best validation: "
-            f"force RMSE {v['force_rmse']:.4f} eV/Å, energy RMSE {1000 * v['energy_rmse_per_atom']:.2f} meV/atom"
+            f"force RMSE {_fmt(v['force_rmse'], '.4f')} eV/Å, "
+            f"energy RMSE {_fmt(v['energy_rmse_per_atom'], '.2f', 1000)} meV/atom"
             + (f" -> {summary['model']}" if "model" in summary else "")
         )
         return summary
