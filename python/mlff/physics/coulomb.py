@@ -66,7 +66,8 @@ import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
+
+from .base import PhysicsTerm
 
 from .d3 import smooth_cutoff
 
@@ -200,7 +201,7 @@ def _atomic_number(key: Union[int, str]) -> int:
     return z
 
 
-class FixedChargeCoulomb(nn.Module):
+class FixedChargeCoulomb(PhysicsTerm):
     """Coulomb energy per atom (eV) of fixed per-element charges under contract v2.
 
     Parameters
@@ -307,15 +308,8 @@ class FixedChargeCoulomb(nn.Module):
         )
 
     @torch.jit.unused
-    def contract_info(self) -> Dict[str, Any]:
-        return dict(
-            kind=self.kind,
-            elements=list(self.elements),
-            neighbor_lists=self.neighbor_lists(),
-            interaction_range=self.cutoff,
-            locality="local",
-            hyperparameters=self.hyperparameters(),
-        )
+    def interaction_range(self) -> float:
+        return self.cutoff
 
     # ------------------------------------------------------------------ TorchScript surface
 

@@ -35,7 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from ase.units import Bohr as _BOHR
 from ase.units import Hartree as _HARTREE
-from torch import nn
+
+from .base import PhysicsTerm
 
 from ._d3_reference import K1, K3, bj_parameters, normalize_functional, reference_tables
 
@@ -66,7 +67,7 @@ def smooth_cutoff(r: torch.Tensor, cutoff: float, width: float) -> torch.Tensor:
     return y * y * y * (1.0 + x * (3.0 + 6.0 * x))
 
 
-class D3BJ(nn.Module):
+class D3BJ(PhysicsTerm):
     """Two-body DFT-D3(BJ) dispersion energy per atom (eV) under contract v2.
 
     Parameters
@@ -194,17 +195,10 @@ class D3BJ(nn.Module):
         )
 
     @torch.jit.unused
-    def contract_info(self) -> Dict[str, Any]:
-        return dict(
-            kind=self.kind,
-            elements=list(self.elements),
-            neighbor_lists=self.neighbor_lists(),
-            # E_i depends on CN_j of neighbours j within `cutoff`, and CN_j on atoms within
-            # `cn_cutoff` of j: the ghost shell must cover both hops
-            interaction_range=self.cutoff + self.cn_cutoff,
-            locality="local",
-            hyperparameters=self.hyperparameters(),
-        )
+    def interaction_range(self) -> float:
+        # E_i depends on CN_j of neighbours j within `cutoff`, and CN_j on atoms within
+        # `cn_cutoff` of j: the ghost shell must cover both hops
+        return self.cutoff + self.cn_cutoff
 
     # ------------------------------------------------------------------ TorchScript surface
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
-from torch import nn
 
 from ..models.fidelity import _per_atom_fidelity
+from .base import PhysicsTerm
 
 
-class AtomicEnergies(nn.Module):
+class AtomicEnergies(PhysicsTerm):
     """E_i = energies[fidelity][element of atom i] (eV), see the module docstring.
 
     ``energies``: ``{fidelity name: {element symbol: eV}}`` (the layout of an SAE YAML
@@ -96,16 +96,12 @@ class AtomicEnergies(nn.Module):
         )
 
     @torch.jit.unused
-    def contract_info(self) -> Dict[str, Any]:
-        return dict(
-            kind=self.kind,
-            elements=list(self.elements),
-            neighbor_lists=self.neighbor_lists(),
-            interaction_range=self.cutoff,
-            locality="local",
-            fidelities=list(self.fidelities),
-            hyperparameters=self.hyperparameters(),
-        )
+    def interaction_range(self) -> float:
+        return self.cutoff
+
+    @torch.jit.unused
+    def extra_contract_info(self) -> Dict[str, Any]:
+        return {"fidelities": list(self.fidelities)}
 
     def forward(
         self,

@@ -28,7 +28,8 @@ import math
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
-from torch import nn
+
+from .base import PhysicsTerm
 
 #: e^2 / (4 pi eps0) in eV Å as LAMMPS ``units metal`` defines it (force->qqr2e).
 LAMMPS_METAL_COULOMB = 14.399645
@@ -64,7 +65,7 @@ def switch_coefficients(inner: float, outer: float, zi: float, zj: float, k: flo
     return a, b, c
 
 
-class ZBL(nn.Module):
+class ZBL(PhysicsTerm):
     """ZBL repulsion per atom (eV), switched to zero between ``inner`` and ``outer`` (Å).
 
     One neighbour list (``"zbl"``, cutoff ``outer``); each pair energy is split half and
@@ -126,15 +127,8 @@ class ZBL(nn.Module):
         )
 
     @torch.jit.unused
-    def contract_info(self) -> Dict[str, Any]:
-        return dict(
-            kind=self.kind,
-            elements=list(self.elements),
-            neighbor_lists=self.neighbor_lists(),
-            interaction_range=self.outer,
-            locality="local",
-            hyperparameters=self.hyperparameters(),
-        )
+    def interaction_range(self) -> float:
+        return self.outer
 
     def forward(
         self,
