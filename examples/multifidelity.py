@@ -173,7 +173,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="multifidelity_output")
     p.add_argument("--quick", action="store_true", help="tiny data and few steps (a smoke test)")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--dft-weight", type=float, default=15.0,
+                   help="sampling weight of the DFT level (GFN2 1, GFN1 0.5): how often its batches are drawn")
     args = p.parse_args(argv)
 
     import torch
@@ -187,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     single = step_train(out, "dft_only", config(out, "dft_only", [stores["dft_train"]], None, steps))
     multi_cfg = config(out, "multi", [stores["dft_train"], stores["gfn2"], stores["gfn1"]], FIDELITIES, steps,
-                       weights={"pbe/def2-svp": 3.0, "gfn2-xtb": 1.0, "gfn1-xtb": 1.0})
+                       weights={"pbe/def2-svp": args.dft_weight, "gfn2-xtb": 1.0, "gfn1-xtb": 0.5})
     multi = step_train(out, "multi", multi_cfg)
 
     banner("held-out DFT geometries")
@@ -208,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{r['fidelity']:<14} {r['engine']:<18} {r['dE']:>10.2e} {r['max_dF']:>15.2e} {r['max_dq']:>12.2e}")
     wall = time.perf_counter() - t0
     print(f"total {wall / 60:.1f} min; outputs in {out}/")
-    report = {"molecules": MOLECULES, "fidelities": FIDELITIES, "steps": steps,
+    report = {"molecules": MOLECULES, "fidelities": FIDELITIES, "steps": steps, "dft_weight": args.dft_weight,
               "dft_only": {"errors": err_single, "train_seconds": single["train_seconds"]},
               "multi": {"errors": err_multi, "train_seconds": multi["train_seconds"]},
               "force_rmse_reduction": gain, "engines": engines, "wall_seconds": wall}
