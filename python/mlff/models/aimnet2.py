@@ -57,6 +57,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..physics.coulomb import DEFAULT_SWITCH_WIDTH, coulomb_dsf, coulomb_simple
+from ..elements import element_indices, element_table
 from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .radial import PolynomialCutoff
 from .shifts import fit_atomic_energies
@@ -276,10 +277,7 @@ class AIMNet2(MLFFModel, nn.Module):
         self.n_elements = len(elements)
         # one table (embedding rows, head, shifts) per fidelity, or one for a plain model
         self.n_tables = len(fidelities) if use_fidelity_readouts else 1
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for k, z in enumerate(elements):
-            lookup[z] = k
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         f = int(n_features)
         self.embedding = nn.Embedding(self.n_tables * self.n_elements, f)
         self.basis = GaussianBasis(n_gaussians, cutoff)
@@ -376,13 +374,7 @@ class AIMNet2(MLFFModel, nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     def _element_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
-        idx = self.z_to_index[atomic_numbers]
-        # the check reads back from the device; on CUDA the engines have already
-        # validated elements at set-up, and a read-back would forbid CUDA graphs
-        if not atomic_numbers.is_cuda and bool((idx < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[idx < 0]).tolist()
-            raise RuntimeError("mlff: atomic numbers " + str(bad) + " are not among the model's elements")
-        return idx
+        return element_indices(self.z_to_index, atomic_numbers, "aimnet2")
 
     def _fidelity_index(self, n_atoms: int, system: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         """The table of every atom: the structure's fidelity (0 for a plain model)."""

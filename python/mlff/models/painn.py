@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ..elements import element_indices, element_table
 from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .radial import CosineCutoff, PolynomialCutoff, SineBasis
 from .shifts import fit_atomic_energies
@@ -113,10 +114,7 @@ class PaiNN(MLFFModel, nn.Module):
         )
         self.cutoff = float(cutoff)
         self.num_interactions = int(num_interactions)
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for k, z in enumerate(elements):
-            lookup[z] = k
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         self.embedding = nn.Embedding(len(elements), n_features)
         self.rbf = SineBasis(n_rbf, cutoff)
         if cutoff_fn == "cosine":
@@ -188,14 +186,7 @@ class PaiNN(MLFFModel, nn.Module):
         self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
         """Per-atom energies from the one list PaiNN uses (the version-1 forward)."""
-        idx = self.z_to_index[atomic_numbers]
-        # the check reads back from the device; on CUDA the engines have already
-        # validated elements at set-up, and a read-back would forbid CUDA graphs
-        if not atomic_numbers.is_cuda and bool((idx < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[idx < 0]).tolist()
-            raise RuntimeError(
-                "mlff: atomic numbers " + str(bad) + " are not among the model's elements"
-            )
+        idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
         n_atoms = atomic_numbers.shape[0]
         dtype = edge_vectors.dtype
         r = torch.linalg.norm(edge_vectors, dim=1)

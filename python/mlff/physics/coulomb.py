@@ -67,6 +67,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..elements import element_indices, element_table
 from .base import PhysicsTerm
 
 from .d3 import smooth_cutoff
@@ -277,10 +278,7 @@ class FixedChargeCoulomb(PhysicsTerm):
         self.sr_width = width if sr_cutoff > 0.0 else 0.0
         self.switch_width = float(switch_width)
         self.coulomb_constant = float(coulomb_constant)
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for idx, z in enumerate(elements):
-            lookup[z] = idx
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         self.register_buffer("element_charges", torch.tensor([charges[z] for z in elements], dtype=torch.float64))
 
     # ------------------------------------------------------------------ contract (plain Python)
@@ -315,10 +313,7 @@ class FixedChargeCoulomb(PhysicsTerm):
 
     def charges(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         """Per-atom charges [N] (e, float64) of the elements."""
-        species = self.z_to_index[atomic_numbers]
-        if not atomic_numbers.is_cuda and bool((species < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[species < 0]).tolist()
-            raise RuntimeError("mlff Coulomb: no charge for atomic numbers " + str(bad))
+        species = element_indices(self.z_to_index, atomic_numbers, "Coulomb")
         return self.element_charges[species]
 
     def forward(

@@ -36,9 +36,9 @@ import torch
 from ase.units import Bohr as _BOHR
 from ase.units import Hartree as _HARTREE
 
-from .base import PhysicsTerm
-
+from ..elements import element_indices, element_table
 from ._d3_reference import K1, K3, bj_parameters, normalize_functional, reference_tables
+from .base import PhysicsTerm
 
 #: Dispersion pair cutoff (Å): the truncation error of PBE-D3(BJ) is ~0.2 meV/atom for
 #: water at 15 Å; metals converge slower (fcc Cu ~6 meV/atom at 15 Å, 0.15 at 50 Å).
@@ -139,10 +139,7 @@ class D3BJ(PhysicsTerm):
 
         tables = reference_tables(elements)
         n = len(elements)
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for k, z in enumerate(elements):
-            lookup[z] = k
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         # keep only the reference slots some element of the model uses (H, O: 2-3 of 7);
         # the dropped slots have weight exactly zero, so the result is unchanged
         used = (tables["ref_cn"] >= 0).any(dim=0).nonzero().flatten()
@@ -250,10 +247,7 @@ class D3BJ(PhysicsTerm):
         self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         """Per-atom energies [N] (eV) from the one ``d3`` list."""
-        species = self.z_to_index[atomic_numbers]
-        if not atomic_numbers.is_cuda and bool((species < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[species < 0]).tolist()
-            raise RuntimeError("mlff D3(BJ): no parameters for atomic numbers " + str(bad))
+        species = element_indices(self.z_to_index, atomic_numbers, "D3(BJ)")
         dtype = edge_vectors.dtype
         n_atoms = atomic_numbers.shape[0]
         n_el = self.n_elements

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import torch
 
 from ..models.fidelity import _per_atom_fidelity
+from ..elements import element_indices, element_table
 from .base import PhysicsTerm
 
 
@@ -71,10 +72,7 @@ class AtomicEnergies(PhysicsTerm):
         self.energies: Dict[str, Dict[str, float]] = {
             f: {el: float(energies[f][el]) for el in symbols} for f in fidelities
         }
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for idx, z in enumerate(elements):
-            lookup[z] = idx
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         # float64 whatever the model dtype: the values are eV-scale totals (hundreds of eV
         # per atom at DFT level); forward casts to the edge dtype, as the network's output is
         table = torch.tensor([[self.energies[f][el] for el in symbols] for f in fidelities], dtype=torch.float64)
@@ -111,10 +109,7 @@ class AtomicEnergies(PhysicsTerm):
         n_local: int,
         system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
-        species = self.z_to_index[atomic_numbers]
-        if not atomic_numbers.is_cuda and bool((species < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[species < 0]).tolist()
-            raise RuntimeError("mlff SAE: atomic numbers " + str(bad) + " are not among the term's elements")
+        species = element_indices(self.z_to_index, atomic_numbers, "SAE")
         ev = edge_vectors[0]
         n_atoms = atomic_numbers.shape[0]
         if self.n_tables == 1:  # one level: every index engines may pass means it

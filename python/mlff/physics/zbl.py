@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
+from ..elements import element_indices, element_table
 from .base import PhysicsTerm
 
 #: e^2 / (4 pi eps0) in eV Å as LAMMPS ``units metal`` defines it (force->qqr2e).
@@ -93,10 +94,7 @@ class ZBL(PhysicsTerm):
         self.coulomb_constant = float(coulomb_constant)
         self.n_elements = len(elements)
         n = len(elements)
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        for idx, z in enumerate(elements):
-            lookup[z] = idx
-        self.register_buffer("z_to_index", lookup)
+        self.register_buffer("z_to_index", element_table(elements))
         zz = torch.zeros(n * n, dtype=torch.float64)
         inv_a = torch.zeros(n * n, dtype=torch.float64)
         sw = torch.zeros(n * n, 3, dtype=torch.float64)
@@ -144,10 +142,7 @@ class ZBL(PhysicsTerm):
         self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
         """Per-atom energies [N] (eV) from the one ``zbl`` list."""
-        species = self.z_to_index[atomic_numbers]
-        if not atomic_numbers.is_cuda and bool((species < 0).any()):
-            bad: List[int] = torch.unique(atomic_numbers[species < 0]).tolist()
-            raise RuntimeError("mlff ZBL: atomic numbers " + str(bad) + " are not among the term's elements")
+        species = element_indices(self.z_to_index, atomic_numbers, "ZBL")
         dtype = edge_vectors.dtype
         i = edge_index[0]
         pair = species[i] * self.n_elements + species[edge_index[1]]
