@@ -25,15 +25,27 @@ def test_lammps_factors_are_lammps_own():
         units.lammps_energy_factor("lj")
 
 
-def test_stress_sign():
-    """A compressed crystal pushes outwards: positive virial trace, negative (compressive) ASE stress."""
+def test_stress_sign(make_model):
+    """The contract virial (edge gradients) through ``units.stress_from_virial`` equals
+    the finite-difference strain derivative of the energy: the sign is written once and
+    is right."""
     from ase.build import bulk
-    from ase.calculators.emt import EMT
+    from ase.calculators.fd import calculate_numerical_stress
+    from ase.stress import full_3x3_to_voigt_6_stress
 
-    atoms = bulk("Cu", "fcc", a=3.3, cubic=True)
-    atoms.calc = EMT()
-    stress = atoms.get_stress(voigt=False)
-    virial = -stress * atoms.get_volume()  # the contract's W from ASE's stress
-    np.testing.assert_allclose(units.stress_from_virial(virial, atoms.get_volume()), stress, rtol=1e-14)
-    assert np.trace(stress) < 0
-    assert units.pressure_bar_from_stress(atoms.get_stress()) > 0
+    import mlff
+    from mlff.contract import evaluate
+    from mlff.neighbors import graph_from_atoms
+
+    model = make_model(elements=(29,))
+    atoms = bulk("Cu", "fcc", a=3.3, cubic=True).repeat(2)  # compressed
+    atoms.rattle(0.02, seed=1)
+    g = graph_from_atoms(atoms, 4.0)
+    evs = [ev.detach().requires_grad_(True) for ev in g.edge_vectors()]
+    virial = evaluate(model, g.atomic_numbers, g.edge_indices, evs, g.n_atoms)["virial"].detach().numpy()
+    stress = full_3x3_to_voigt_6_stress(units.stress_from_virial(virial, atoms.get_volume()))
+    atoms.calc = mlff.MLFFCalculator(model)
+    numeric = calculate_numerical_stress(atoms, eps=1e-6)
+    assert np.abs(numeric).max() > 1e-4
+    np.testing.assert_allclose(stress, numeric, atol=1e-7)
+    assert units.pressure_bar_from_stress(stress) == pytest.approx(-numeric[:3].mean() * units.EV_PER_A3_IN_BAR)

@@ -138,7 +138,6 @@ def test_in_memory_model_is_not_changed(make_model):
     """Evaluating a model in the middle of training must not freeze or cast it."""
     model = make_model(elements=(29,)).train()
     calc = mlff.MLFFCalculator(model, dtype="float32")
-    _cu().copy().calc = calc
     atoms = _cu()
     atoms.calc = calc
     atoms.get_potential_energy()
