@@ -56,9 +56,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..physics.coulomb import DEFAULT_SWITCH_WIDTH, coulomb_dsf, coulomb_simple
 from ..elements import element_indices, element_table
+from ..physics.coulomb import DEFAULT_SWITCH_WIDTH, coulomb_dsf, coulomb_simple
 from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
+from .fidelity import per_atom_fidelity
 from .radial import PolynomialCutoff
 from .shifts import fit_atomic_energies
 
@@ -378,13 +379,9 @@ class AIMNet2(MLFFModel, nn.Module):
 
     def _fidelity_index(self, n_atoms: int, system: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
         """The table of every atom: the structure's fidelity (0 for a plain model)."""
-        if self.n_tables == 1 or "fidelity" not in system:
+        if self.n_tables == 1:
             return torch.zeros(n_atoms, dtype=torch.long, device=device)
-        fid = system["fidelity"].to(torch.long)
-        if "batch" in system:
-            fid = fid[system["batch"]]
-        else:
-            fid = fid.expand(n_atoms)
+        fid = per_atom_fidelity(n_atoms, system, device)
         if fid.device.type == "cpu" and n_atoms > 0 and bool(((fid < 0) | (fid >= self.n_tables)).any()):
             raise RuntimeError("mlff: fidelity index out of range for this model")
         return fid

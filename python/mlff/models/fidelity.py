@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 
-def _per_atom_fidelity(n_atoms: int, system: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+def per_atom_fidelity(n_atoms: int, system: Dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
     """The fidelity index of every atom: 0-d in engines, ``[B]`` with ``batch`` in training."""
     if "fidelity" not in system:
         return torch.zeros(n_atoms, dtype=torch.long, device=device)
@@ -66,7 +66,7 @@ class FidelityGatedTerm(nn.Module):
         system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         energies = self.term(atomic_numbers, edge_indices, edge_vectors, n_local, system)["energies"]
-        on = self.mask[_per_atom_fidelity(atomic_numbers.shape[0], system, atomic_numbers.device)]
+        on = self.mask[per_atom_fidelity(atomic_numbers.shape[0], system, atomic_numbers.device)]
         # where, not a product: the term's gradient is exactly zero for the other fidelities
         return {"energies": torch.where(on, energies, torch.zeros_like(energies))}
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
-from ..models.fidelity import _per_atom_fidelity
+from ..models.fidelity import per_atom_fidelity
 from ..elements import element_indices, element_table
 from .base import PhysicsTerm
 
@@ -115,7 +115,7 @@ class AtomicEnergies(PhysicsTerm):
         if self.n_tables == 1:  # one level: every index engines may pass means it
             fid = torch.zeros(n_atoms, dtype=torch.long, device=atomic_numbers.device)
         else:
-            fid = _per_atom_fidelity(n_atoms, system, atomic_numbers.device)
+            fid = per_atom_fidelity(n_atoms, system, atomic_numbers.device)
             if fid.device.type == "cpu" and n_atoms > 0 and bool(((fid < 0) | (fid >= self.n_tables)).any()):
                 raise RuntimeError("mlff SAE: fidelity index out of range for this term")
         energies = self.table.to(ev.dtype)[fid, species]

@@ -8,7 +8,7 @@ fails with a size-mismatch dump nor loads silently less than expected.
 A trained multi-fidelity AIMNet2 model can be given more fidelities: its per-fidelity
 tables (embedding rows, energy heads, element shifts) are matched by fidelity name, and
 a fidelity the checkpoint does not have starts as a copy of the checkpoint's fidelity 0
-(a head trained on related data learns a new level faster than a random one; the
+(the usual choice in transfer learning; mlff has not measured it against a random start; the
 levels' absolute energies belong in the ``sae:`` baseline, not in the heads).
 """
 
