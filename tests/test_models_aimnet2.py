@@ -90,7 +90,7 @@ def test_registered_with_options_and_refusals():
     with pytest.raises(ValueError, match="need use_fidelity_readouts: true"):
         model_from_options("aimnet2", [1, 8], {"fidelities": ["a", "b"]})
     with pytest.raises(ValueError, match="model.coulomb"):
-        model_from_options("aimnet2", [1, 8], {"coulomb": "ewald"})
+        model_from_options("aimnet2", [1, 8], {"coulomb": "pppm"})
     with pytest.raises(ValueError, match="sr_cutoff"):
         model_from_options("aimnet2", [1, 8], {"coulomb_cutoff": 4.0})
 

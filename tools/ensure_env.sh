@@ -33,7 +33,7 @@ fi
 
 # mlff itself: editable from *this* checkout. Re-done when the venv points at another
 # checkout (CI clones elsewhere) or when the build inputs changed since the last install.
-stamp_src=$( (cat pyproject.toml setup.py CMakeLists.txt $(find lammps_plugin openmm_plugin -type f 2>/dev/null | sort) 2>/dev/null || true) | sha256sum | cut -c1-16)
+stamp_src=$( (cat pyproject.toml setup.py CMakeLists.txt $(find lammps_plugin openmm_plugin python/mlff/ace/native -type f 2>/dev/null | sort) 2>/dev/null || true) | sha256sum | cut -c1-16)
 where=$(.venv/bin/python -c 'import mlff, os; print(os.path.dirname(os.path.dirname(os.path.abspath(mlff.__file__))))' 2>/dev/null || true)
 if [ "$where" != "$root/python" ] || [ "$(cat build/.install-stamp 2>/dev/null)" != "$stamp_src" ]; then
     echo "[mlff] installing mlff from $root into the environment"

@@ -37,6 +37,12 @@ struct Graph {
   std::vector<EdgeList> lists;     // one per neighbour list the model declares
   double charge = 0.0;             // system inputs, fixed for a run
   int64_t fidelity = 0;
+  bool want_outputs = true;        // named outputs this step (gamma_every N: every N steps)
+  // geometry inputs, only for models that declare them (Ewald; empty otherwise): the
+  // nodes' Cartesian positions [3 * n_nodes] and the periodic cell, lattice vectors as
+  // rows [9], both in Angstrom
+  std::vector<double> positions;
+  std::vector<double> cell;
 };
 
 struct Result {
@@ -44,6 +50,10 @@ struct Result {
   std::vector<std::vector<double>> edge_grad;   // per list [3 * E] dE/dr_ij in eV/Angstrom
   // named outputs the caller asked for: per-atom ones [n_local], global ones [1]
   std::map<std::string, std::vector<double>> outputs;
+  // with geometry inputs: dE/d(positions) [3 * n_nodes] and dE/d(cell) [9] in eV/Angstrom;
+  // the caller adds F_i -= dE/dpos_i and W -= sum pos (x) dE/dpos + sum h_k (x) dE/dh_k
+  std::vector<double> position_grad;
+  std::vector<double> cell_grad;
 };
 
 // Sums a vector over all MPI ranks in place (the pair style's world communicator).

@@ -241,6 +241,12 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
       info.global_sums = meta.value("global_sums", 0);
       if (meta.contains("min_distance") && !meta.at("min_distance").is_null())
         info.min_distance = meta.at("min_distance").get<double>();
+      info.geometry_inputs = meta.value("geometry_inputs", std::vector<std::string>());
+      for (const auto &name : info.geometry_inputs)
+        if (name != "positions" && name != "cell")
+          throw std::runtime_error("needs the geometry input '" + name +
+                                   "', which this plugin does not provide (it passes positions "
+                                   "and cell); update the mlff LAMMPS plugin");
     }
   } catch (const std::runtime_error &e) {
     throw std::runtime_error(path + " " + e.what());

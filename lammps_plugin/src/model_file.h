@@ -45,6 +45,9 @@ struct ModelInfo {
   bool global = false;              // locality "global": whole-system terms
   int global_sums = 0;              // K sums the engine all-reduces (0: refuse several ranks)
   double min_distance = -1.0;       // shortest distance in the training data, -1 if unknown
+  // geometry the model needs besides the edges ("positions", "cell": an Ewald sum)
+  std::vector<std::string> geometry_inputs;
+  bool needs_geometry() const { return !geometry_inputs.empty(); }
   std::string mlff_version;
   std::string torch_version;
 

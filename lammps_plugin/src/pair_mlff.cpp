@@ -5,7 +5,9 @@
    one full neighbour list at the largest cutoff the model asks for is filtered into
    one edge set per model list, and forces, virial and per-atom virial follow from
    dE/dr_ij of every list: F_i += g, F_j -= g, W = -sum r_ij (x) g, half of each
-   edge's W to i and to j.
+   edge's W to i and to j. Models with geometry inputs (an Ewald sum) also get the
+   nodes' positions and the cell, and their gradients add F_i -= dE/dpos_i and
+   W -= sum pos (x) dE/dpos + sum h_k (x) dE/dh_k (one rank only; see below).
 ------------------------------------------------------------------------- */
 
 #include "pair_mlff.h"
@@ -20,6 +22,7 @@
 #include "neighbor.h"
 #include "update.h"
 
+#include "ace_backend.h"
 #include "backend_loader.h"
 #include "build_info.h"
 
@@ -108,60 +111,10 @@ void PairMLFF::check_units()
                units);
 }
 
-/* ----------------------------------------------------------------------
-   pair_style mlff MODEL [device cpu|cuda|cuda:N] [graph auto|ghosts]
-                         [charge Q] [fidelity NAME|INDEX]
-------------------------------------------------------------------------- */
-
-void PairMLFF::settings(int narg, char **arg)
+// Reads a file on rank 0 and broadcasts its bytes: on a cluster every rank reading (and
+// checking) the same file at once hammers the shared file system.
+std::string PairMLFF::read_broadcast(const std::string &path)
 {
-  if (narg < 1)
-    error->all(FLERR, "Illegal pair_style mlff command: expected pair_style mlff MODEL.pt "
-                      "[device cpu|cuda|cuda:N] [graph auto|ghosts] [charge Q] [fidelity NAME|INDEX]");
-  check_units();
-  std::string path = arg[0];
-  std::string device = "cpu", fidelity;
-  bool have_charge = false;
-  double charge = 0.0;
-  force_ghost_mode_ = false;
-  for (int iarg = 1; iarg < narg; iarg += 2) {
-    std::string key = arg[iarg];
-    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: keyword {} needs a value", key);
-    std::string val = arg[iarg + 1];
-    if (key == "device") {
-      device = val;
-    } else if (key == "graph") {
-      if (val == "auto")
-        force_ghost_mode_ = false;
-      else if (val == "ghosts")
-        force_ghost_mode_ = true;
-      else
-        error->all(FLERR, "pair_style mlff: graph must be auto or ghosts, not {}", val);
-    } else if (key == "charge") {
-      charge = utils::numeric(FLERR, val, false, lmp);
-      have_charge = true;
-    } else if (key == "fidelity") {
-      fidelity = val;
-    } else {
-      error->all(FLERR, "pair_style mlff: unknown keyword '{}' (known: device, graph, charge, fidelity)",
-                 key);
-    }
-  }
-  if (device == "cpu") {
-    device_type_ = "cpu";
-    device_index_ = -1;
-  } else if (device == "cuda") {
-    device_type_ = "cuda";
-    device_index_ = -1;
-  } else if (utils::strmatch(device, "^cuda:\\d+$")) {
-    device_type_ = "cuda";
-    device_index_ = utils::inumeric(FLERR, device.substr(5), false, lmp);
-  } else {
-    error->all(FLERR, "pair_style mlff: device must be cpu, cuda or cuda:N, not '{}'", device);
-  }
-
-  // read the file once, on rank 0, and broadcast its bytes: on a cluster every rank
-  // reading (and CRC-checking) the same file at once hammers the shared file system
   std::string data, failure;
   if (comm->me == 0) {
     try {
@@ -184,11 +137,107 @@ void PairMLFF::settings(int narg, char **arg)
     int chunk = static_cast<int>(std::min<bigint>(MAXSMALLINT, size - off));
     MPI_Bcast(&data[off], chunk, MPI_CHAR, 0, world);
   }
+  return data;
+}
 
-  try {
-    model_ = mlff_lmp::parse_model_info(path, data);
-  } catch (std::exception &e) {
-    error->all(FLERR, "pair_style mlff: {}", e.what());
+/* ----------------------------------------------------------------------
+   pair_style mlff MODEL [device cpu|cuda|cuda:N] [graph auto|ghosts]
+                         [charge Q] [fidelity NAME|INDEX]
+------------------------------------------------------------------------- */
+
+void PairMLFF::settings(int narg, char **arg)
+{
+  if (narg < 1)
+    error->all(FLERR, "Illegal pair_style mlff command: expected pair_style mlff MODEL.pt "
+                      "[device cpu|cuda|cuda:N] [graph auto|ghosts] [charge Q] [fidelity NAME|INDEX]");
+  check_units();
+  std::string path = arg[0];
+  std::string device = "cpu", fidelity;
+  mlff_lmp::AceOptions ace_options;
+  output_every_ = 1;
+  bool have_charge = false;
+  double charge = 0.0;
+  force_ghost_mode_ = false;
+  for (int iarg = 1; iarg < narg; iarg += 2) {
+    std::string key = arg[iarg];
+    if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: keyword {} needs a value", key);
+    std::string val = arg[iarg + 1];
+    if (key == "device") {
+      device = val;
+    } else if (key == "graph") {
+      if (val == "auto")
+        force_ghost_mode_ = false;
+      else if (val == "ghosts")
+        force_ghost_mode_ = true;
+      else
+        error->all(FLERR, "pair_style mlff: graph must be auto or ghosts, not {}", val);
+    } else if (key == "charge") {
+      charge = utils::numeric(FLERR, val, false, lmp);
+      have_charge = true;
+    } else if (key == "fidelity") {
+      fidelity = val;
+    } else if (key == "activeset") {
+      ace_options.activeset = val;
+    } else if (key == "gamma_every") {
+      output_every_ = utils::inumeric(FLERR, val, false, lmp);
+      if (output_every_ < 1)
+        error->all(FLERR, "pair_style mlff: gamma_every must be a positive number of steps, not {}",
+                   val);
+    } else {
+      error->all(FLERR,
+                 "pair_style mlff: unknown keyword '{}' (known: device, graph, charge, fidelity, "
+                 "activeset, gamma_every)",
+                 key);
+    }
+  }
+  if (device == "cpu") {
+    device_type_ = "cpu";
+    device_index_ = -1;
+  } else if (device == "cuda") {
+    device_type_ = "cuda";
+    device_index_ = -1;
+  } else if (utils::strmatch(device, "^cuda:\\d+$")) {
+    device_type_ = "cuda";
+    device_index_ = utils::inumeric(FLERR, device.substr(5), false, lmp);
+  } else {
+    error->all(FLERR, "pair_style mlff: device must be cpu, cuda or cuda:N, not '{}'", device);
+  }
+
+  std::string data = read_broadcast(path);
+  if (!ace_options.activeset.empty()) ace_options.activeset_data = read_broadcast(ace_options.activeset);
+
+  // ACE files (.yace, .ace) are evaluated by the native ACE core; everything else is an
+  // exported TorchScript model for the torch backend
+  const bool ace = mlff_lmp::is_ace_file(path, data);
+  std::string failure;
+  backend_.reset();
+  if (ace) {
+    failure.clear();
+    try {
+      backend_ = mlff_lmp::create_ace_backend(data, path, ace_options, model_);
+    } catch (std::exception &e) {
+      failure = e.what();
+    }
+    // the file is the same on every rank, so is the outcome
+    if (!failure.empty()) error->all(FLERR, "pair_style mlff: {}", failure);
+    if (output_every_ != 1 && ace_options.activeset.empty())
+      error->all(FLERR, "pair_style mlff: gamma_every sets how often the extrapolation grade is "
+                        "computed, which needs an active set: add 'activeset FILE.asi'");
+    if (device_type_ != "cpu")
+      error->all(FLERR,
+                 "pair_style mlff: ACE files run on the CPU in LAMMPS (the native ACE core); for a "
+                 "GPU, export a TorchScript model with 'mlff export {} -o model.pt' and use that "
+                 "file with device {}",
+                 path, device);
+  } else {
+    if (!ace_options.activeset.empty() || output_every_ != 1)
+      error->all(FLERR, "pair_style mlff: the activeset and gamma_every keywords are for ACE "
+                        "potentials, and {} is not one", path);
+    try {
+      model_ = mlff_lmp::parse_model_info(path, data);
+    } catch (std::exception &e) {
+      error->all(FLERR, "pair_style mlff: {}", e.what());
+    }
   }
   cut_sq_.clear();
   for (const auto &nl : model_.lists) cut_sq_.push_back(nl.cutoff * nl.cutoff);
@@ -246,12 +295,13 @@ void PairMLFF::settings(int narg, char **arg)
   for (const auto &o : model_.outputs) options.outputs.push_back(o.name);
   options.global_sums = model_.global_sums;
 
-  backend_.reset();
   failure.clear();
-  try {
-    backend_ = mlff_lmp::create_backend(data, path, options);
-  } catch (std::exception &e) {
-    failure = e.what();
+  if (!ace) {
+    try {
+      backend_ = mlff_lmp::create_backend(data, path, options);
+    } catch (std::exception &e) {
+      failure = e.what();
+    }
   }
   int bad = failure.empty() ? 0 : 1, anybad = 0, allbad = 0;
   MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
@@ -265,12 +315,16 @@ void PairMLFF::settings(int narg, char **arg)
     for (int z : model_.elements) elements += " " + mlff_lmp::element_symbol(z);
     for (const auto &nl : model_.lists) lists += fmt::format(" {} {} A", nl.name, nl.cutoff);
     for (const auto &o : model_.outputs) outputs += " " + o.name;
-    utils::logmesg(lmp,
-                   "pair mlff: {} ({}, elements{}, lists{}, {} interaction(s), interaction "
-                   "range {} A, {}, written by mlff {} / torch {}) on {}\n",
-                   path, model_.kind, elements, lists, model_.num_interactions,
-                   model_.interaction_range, model_.dtype, model_.mlff_version,
-                   model_.torch_version, backend_->device());
+    if (ace)
+      utils::logmesg(lmp, "pair mlff: {} (ACE, elements{}, cutoff {} A) on {}\n", path, elements,
+                     model_.cutoff, backend_->device());
+    else
+      utils::logmesg(lmp,
+                     "pair mlff: {} ({}, elements{}, lists{}, {} interaction(s), interaction "
+                     "range {} A, {}, written by mlff {} / torch {}) on {}\n",
+                     path, model_.kind, elements, lists, model_.num_interactions,
+                     model_.interaction_range, model_.dtype, model_.mlff_version,
+                     model_.torch_version, backend_->device());
     if (!outputs.empty() || model_.uses_charge || !model_.fidelities.empty())
       utils::logmesg(lmp, "pair mlff: outputs{}{}; total charge {}; fidelity {}{}\n",
                      outputs.empty() ? " (energies only)" : outputs, "", charge_, fidelity_,
@@ -364,6 +418,10 @@ void PairMLFF::init_style()
                       "back to their owners (remove 'newton off')");
   map_types();
 
+  // an Ewald sum (geometry inputs): one rank and a fully periodic box, or a refusal that
+  // says so (before the generic whole-system check below, whose advice does not apply)
+  check_geometry_inputs();
+
   // whole-system terms (a charge normalisation over all atoms, an Ewald sum) see only
   // this rank's atoms unless the model hands its sums to the engine (global_sums), which
   // then all-reduces them and their adjoints: never a silently per-rank result
@@ -392,8 +450,9 @@ void PairMLFF::init_style()
   if (atom->tag_enable && atom->map_style == Atom::MAP_NONE) {
     // ghosts that are periodic images of owned atoms are found through the atom map;
     // LAMMPS keeps it up to date from now on (as after 'atom_modify map yes')
+    // (map_init() picks the style itself and must see it change from none, or it
+    // reuses a map that was never allocated)
     atom->map_user = Atom::MAP_YES;
-    atom->map_style_set();
     atom->map_init();
     atom->map_set();
   }
@@ -452,6 +511,8 @@ void PairMLFF::compute(int eflag, int vflag)
     build_graph();
     graph_.charge = charge_;
     graph_.fidelity = fidelity_;
+    graph_.want_outputs = update->ntimestep % output_every_ == 0;
+    set_geometry();
     if (model_.global_sums > 0 && comm->nprocs > 1) {
       // every rank takes part in the all-reduces, an empty subdomain with zeros
       WorldReducer reducer(world);
@@ -468,7 +529,10 @@ void PairMLFF::compute(int eflag, int vflag)
       backend_->compute(graph_, result_, nullptr);
       apply_result();
     }
-    store_outputs();
+    if (graph_.want_outputs) {
+      store_outputs();
+      last_output_step_ = update->ntimestep;
+    }
   } catch (std::exception &e) {
     // rank-local failure (other ranks may be fine): abort all with the message
     error->one(FLERR, "pair mlff: {}", e.what());
@@ -721,6 +785,103 @@ void PairMLFF::apply_result()
           cvatom[j][c] += 0.5 * w[c];
         }
     }
+  }
+  apply_geometry_result();
+}
+
+/* ----------------------------------------------------------------------
+   geometry inputs (models that declare them: an Ewald sum over the periodic cell)
+------------------------------------------------------------------------- */
+
+// The reciprocal-space sum runs over every atom of the cell. This plugin passes the
+// positions of one rank's nodes, which are all atoms only on one rank; on several ranks
+// the structure factors would be a second whole-system reduction (after the charges').
+// Refuse instead of computing a per-rank sum.
+void PairMLFF::check_geometry_inputs()
+{
+  if (!model_.needs_geometry()) return;
+  if (comm->nprocs > 1)
+    error->all(FLERR,
+               "pair_style mlff: model {} sums its Coulomb energy with Ewald (it needs the positions "
+               "and the periodic cell), which this plugin evaluates exactly on one MPI rank only; run "
+               "it with one rank (mpirun -np 1, or one rank per replica with -partition), or use a "
+               "model with coulomb dsf, which is exact on any number of ranks",
+               model_.path);
+  if (!domain->xperiodic || !domain->yperiodic || !domain->zperiodic)
+    error->all(FLERR,
+               "pair_style mlff: model {} sums its Coulomb energy with Ewald, which needs a box "
+               "periodic in x, y and z ('boundary p p p'); this box is not. Use a periodic box, or a "
+               "model with coulomb dsf (slabs, condensed phases) or simple (molecules)",
+               model_.path);
+}
+
+// positions of the graph's nodes and the cell (lattice vectors as rows) for the model
+void PairMLFF::set_geometry()
+{
+  graph_.positions.clear();
+  graph_.cell.clear();
+  if (!model_.needs_geometry()) return;
+  double **x = atom->x;
+  graph_.positions.resize(3 * node_atom_.size());
+  for (size_t k = 0; k < node_atom_.size(); k++)
+    for (int d = 0; d < 3; d++) graph_.positions[3 * k + d] = x[node_atom_[k]][d];
+  // domain->h = (xprd, yprd, zprd, yz, xz, xy): a = (xprd, 0, 0), b = (xy, yprd, 0),
+  // c = (xz, yz, zprd) (zero tilts for orthogonal boxes)
+  const double *h = domain->h;
+  graph_.cell = {h[0], 0.0, 0.0, h[5], h[1], 0.0, h[4], h[3], h[2]};
+}
+
+// the contract's rule for the geometry inputs (python/mlff/contract.py):
+// F_i -= dE/dpos_i, W_ab -= pos_i,a dE/dpos_i,b + h_k,a dE/dh_k,b; per atom, the position
+// term to its atom and the cell term in equal shares to the owned nodes
+void PairMLFF::apply_geometry_result()
+{
+  if (graph_.positions.empty() || result_.position_grad.empty()) return;
+  double **f = atom->f;
+  const double s = energy_factor_;
+  const double *p = result_.position_grad.data();
+  const double *pos = graph_.positions.data();
+  auto voigt9 = [](const double W[3][3], double w[9]) {
+    // LAMMPS order: xx yy zz xy xz yz, then yx zx zy (centroid)
+    w[0] = W[0][0]; w[1] = W[1][1]; w[2] = W[2][2]; w[3] = W[0][1]; w[4] = W[0][2];
+    w[5] = W[1][2]; w[6] = W[1][0]; w[7] = W[2][0]; w[8] = W[2][1];
+  };
+  for (size_t k = 0; k < node_atom_.size(); k++) {
+    const int i = node_atom_[k];
+    const double g[3] = {s * p[3 * k], s * p[3 * k + 1], s * p[3 * k + 2]};
+    for (int d = 0; d < 3; d++) f[i][d] -= g[d];
+    if (!vflag_either) continue;
+    double W[3][3], w[9];
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++) W[a][b] = -pos[3 * k + a] * g[b];
+    voigt9(W, w);
+    if (vflag_global)
+      for (int c = 0; c < 6; c++) virial[c] += w[c];
+    if (vflag_atom)
+      for (int c = 0; c < 6; c++) vatom[i][c] += w[c];
+    if (cvflag_atom)
+      for (int c = 0; c < 9; c++) cvatom[i][c] += w[c];
+  }
+  if (!vflag_either || result_.cell_grad.size() != 9) return;
+  const double *h = graph_.cell.data();
+  const double *c9 = result_.cell_grad.data();
+  double W[3][3], w[9];
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 3; b++) {
+      W[a][b] = 0.0;
+      for (int k = 0; k < 3; k++) W[a][b] -= h[3 * k + a] * s * c9[3 * k + b];
+    }
+  voigt9(W, w);
+  if (vflag_global)
+    for (int c = 0; c < 6; c++) virial[c] += w[c];
+  const int n_local = static_cast<int>(graph_.n_local);
+  if (n_local == 0) return;
+  for (int k = 0; k < n_local; k++) {
+    const int i = node_atom_[k];
+    if (vflag_atom)
+      for (int c = 0; c < 6; c++) vatom[i][c] += w[c] / n_local;
+    if (cvflag_atom)
+      for (int c = 0; c < 9; c++) cvatom[i][c] += w[c] / n_local;
   }
 }
 

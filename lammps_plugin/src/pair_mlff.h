@@ -3,6 +3,7 @@
 
    pair_style mlff MODEL.pt [device cpu|cuda|cuda:N] [graph auto|ghosts]
                             [charge Q] [fidelity NAME|INDEX]
+   pair_style mlff POTENTIAL.yace|.ace [activeset FILE.asi] [gamma_every N]
    pair_coeff * * Cu O ...        (NULL for types left to other styles in hybrid)
 ------------------------------------------------------------------------- */
 
@@ -38,6 +39,8 @@ class PairMLFF : public Pair {
   int output_column(const std::string &name) const;
   double output_value(int column, int i) const { return peratom_out_[i][column]; }
   bigint last_compute_step() const { return last_step_; }
+  bigint last_output_step() const { return last_output_step_; }
+  int output_every() const { return output_every_; }
 
  protected:
   void allocate();
@@ -47,6 +50,10 @@ class PairMLFF : public Pair {
   void apply_result();
   void store_outputs();
   void check_distances();
+  void check_geometry_inputs();
+  void set_geometry();
+  void apply_geometry_result();
+  std::string read_broadcast(const std::string &path);
   double subdomain_distance_sq(const double *x) const;
 
   mlff_lmp::ModelInfo model_;
@@ -81,7 +88,9 @@ class PairMLFF : public Pair {
   std::vector<std::string> peratom_names_;
   double **peratom_out_ = nullptr;
   int nmax_out_ = 0;
-  bigint last_step_ = -1;
+  bigint last_step_ = -1;           // last step with forces
+  bigint last_output_step_ = -1;    // last step with the named outputs
+  int output_every_ = 1;            // gamma_every: outputs on multiples of N only
 };
 
 }    // namespace LAMMPS_NS

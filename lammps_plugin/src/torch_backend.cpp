@@ -171,11 +171,27 @@ class TorchBackend : public mlff_lmp::Backend {
     std::vector<torch::jit::IValue> inputs;
     c10::Dict<std::string, torch::Tensor> system;
     torch::Tensor partial, sums;    // whole-system sums: this rank's share, all ranks'
+    // every tensor the energy is differentiated by: the edge vectors of each list, then
+    // (models with geometry inputs) the positions and the cell
+    std::vector<torch::Tensor> leaves(evs);
+    const bool geometry = !g.positions.empty() && g.cell.size() == 9 && version_ >= 2;
     if (version_ == 1) {
       inputs = {z, eis.at(0), evs.at(0), g.n_local};
     } else {
       system.insert("charge", torch::full({}, g.charge, f64.device(device_)));
       system.insert("fidelity", torch::full({}, g.fidelity, i64.device(device_)));
+      if (geometry) {
+        torch::Tensor pos = torch::from_blob(const_cast<double *>(g.positions.data()), {n, 3}, f64)
+                                .to(device_, dtype_, false, true)
+                                .requires_grad_(true);
+        torch::Tensor cell = torch::from_blob(const_cast<double *>(g.cell.data()), {3, 3}, f64)
+                                 .to(device_, dtype_, false, true)
+                                 .requires_grad_(true);
+        system.insert("positions", pos);
+        system.insert("cell", cell);
+        leaves.push_back(pos);
+        leaves.push_back(cell);
+      }
       inputs = {z, c10::List<torch::Tensor>(eis), c10::List<torch::Tensor>(evs), g.n_local, system};
       if (reducer && global_sums_ > 0) {
         // 1. this rank's partial sums (over its owned atoms), summed over all ranks
@@ -199,32 +215,32 @@ class TorchBackend : public mlff_lmp::Backend {
                                c10::str(energies.sizes()) + " for " + std::to_string(n) + " atoms");
 
     torch::Tensor local = energies.narrow(0, 0, g.n_local);
-    std::vector<torch::Tensor> grads(evs.size());
+    std::vector<torch::Tensor> grads(leaves.size());
     if (sums.defined()) {
       // 2. dE/d(edges) at fixed sums, and dE/d(sums) of this rank's energy, which all
       // ranks' energies depend on: all-reduce it and back-propagate it through this
       // rank's partial sums, so every edge gets its whole-system share
-      std::vector<torch::Tensor> wrt(evs);
+      std::vector<torch::Tensor> wrt(leaves);
       wrt.push_back(sums);
       auto got = torch::autograd::grad({local.sum()}, wrt, {}, false, false, true);
       torch::Tensor lam = got.back().defined() ? got.back().detach() : torch::zeros_like(sums);
       torch::Tensor host = lam.to(torch::kCPU, torch::kFloat64).contiguous();
       reducer->sum(host.data_ptr<double>(), global_sums_);
       torch::Tensor lam_all = host.to(device_, partial.scalar_type());
-      std::vector<torch::Tensor> extra(evs.size());
+      std::vector<torch::Tensor> extra(leaves.size());
       if (partial.requires_grad()) {
-        auto back = torch::autograd::grad({(partial * lam_all).sum()}, evs, {}, false, false, true);
-        for (size_t k = 0; k < evs.size(); k++) extra[k] = back[k];
+        auto back = torch::autograd::grad({(partial * lam_all).sum()}, leaves, {}, false, false, true);
+        for (size_t k = 0; k < leaves.size(); k++) extra[k] = back[k];
       }
-      for (size_t k = 0; k < evs.size(); k++) {
+      for (size_t k = 0; k < leaves.size(); k++) {
         if (got[k].defined() && extra[k].defined())
           grads[k] = got[k] + extra[k];
         else
           grads[k] = got[k].defined() ? got[k] : extra[k];
       }
     } else if (local.requires_grad()) {
-      auto got = torch::autograd::grad({local.sum()}, evs, {}, false, false, true);
-      for (size_t k = 0; k < evs.size(); k++) grads[k] = got[k];
+      auto got = torch::autograd::grad({local.sum()}, leaves, {}, false, false, true);
+      for (size_t k = 0; k < leaves.size(); k++) grads[k] = got[k];
     }
 
     torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
@@ -236,6 +252,21 @@ class TorchBackend : public mlff_lmp::Backend {
       if (grads[k].defined() && ne > 0) {
         torch::Tensor g_cpu = grads[k].to(torch::kCPU, torch::kFloat64).contiguous();
         std::memcpy(r.edge_grad[k].data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
+      }
+    }
+    r.position_grad.clear();
+    r.cell_grad.clear();
+    if (geometry) {
+      const size_t slot = evs.size();    // positions, then the cell (see leaves)
+      r.position_grad.assign(3 * n, 0.0);
+      r.cell_grad.assign(9, 0.0);
+      if (grads[slot].defined() && n > 0) {
+        torch::Tensor p_cpu = grads[slot].to(torch::kCPU, torch::kFloat64).contiguous();
+        std::memcpy(r.position_grad.data(), p_cpu.data_ptr<double>(), sizeof(double) * 3 * n);
+      }
+      if (grads[slot + 1].defined()) {
+        torch::Tensor c_cpu = grads[slot + 1].to(torch::kCPU, torch::kFloat64).contiguous();
+        std::memcpy(r.cell_grad.data(), c_cpu.data_ptr<double>(), sizeof(double) * 9);
       }
     }
     for (const auto &name : outputs_) {

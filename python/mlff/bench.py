@@ -28,6 +28,7 @@ ENGINES: Dict[str, str] = {
     "lammps-np2": "mlff.lammps.bench:time_lammps_np2",
     "openmm-torch": "mlff.openmm.bench:time_torchforce",
     "openmm-python": "mlff.openmm.bench:time_pythonforce",
+    "pyace": "mlff.ace.bench:time_pyace",
 }
 
 

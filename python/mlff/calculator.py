@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .contract import SUPPORTED_DTYPES, evaluate
+from .contract import SUPPORTED_DTYPES, evaluate, wrapped_positions
 from .loading import ModelSpec, resolve_model
 from .neighbors import batch_graphs, graph_from_atoms
 from .runtime import tune_allocator
@@ -44,6 +44,10 @@ class MLFFCalculator(Calculator):
     (e.g. ``charges``) appear in ``calc.results`` under their names; ``charges`` also
     through ``atoms.get_charges()``.
 
+    ACE potentials (``.yace``, ``.ace``, B-basis ``.yaml``) run on mlff's native ACE core;
+    ``activeset`` (a ``.asi`` file, with the B-basis ``.yaml``) adds the per-atom output
+    ``extrapolation_grade``.
+
     ``compile=True`` wraps an eager module in ``torch.compile`` (TorchScript modules are
     already compiled). ``jit_optimize`` turns on TorchScript's graph-executor
     optimisations; they are off by default because its symbolic autodiff changes forces
@@ -61,6 +65,7 @@ class MLFFCalculator(Calculator):
         jit_optimize: bool = False,
         charge: Optional[float] = None,
         fidelity: Union[int, str, None] = None,
+        activeset: Optional[str] = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -69,7 +74,7 @@ class MLFFCalculator(Calculator):
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
-        module, meta = resolve_model(model, self.device)
+        module, meta = resolve_model(model, self.device, activeset=activeset)
         self.metadata = meta
         self.dtype = requested or meta.torch_dtype
         if self.dtype != meta.torch_dtype:
@@ -103,6 +108,7 @@ class MLFFCalculator(Calculator):
             self.metadata.check_elements(a.get_atomic_numbers())
             if not np.isfinite(a.positions).all() or not np.isfinite(np.asarray(a.cell)).all():
                 raise ValueError("the structure has non-finite positions or cell vectors")
+            self.metadata.check_periodic(a.get_pbc())
         charges = [self._charge_of(a) for a in atoms_list]
         graphs = [graph_from_atoms(a, self.cutoffs, self.dtype, self.device) for a in atoms_list]
         graph, batch = batch_graphs(graphs) if len(graphs) > 1 else (graphs[0], None)
@@ -119,6 +125,8 @@ class MLFFCalculator(Calculator):
                 # one forward pass of a local model takes one set of system inputs
                 raise ValueError("evaluate_batch needs structures with the same total charge")
             system = self.metadata.system_inputs(charges[0], self.fidelity, self.device)
+        if self.metadata.needs_geometry:
+            system = {**system, **self._geometry(atoms_list, batch is not None)}
         edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
         self._check_close_contacts(edge_vectors[0])
         with torch.jit.optimized_execution(self.jit_optimize):
@@ -157,6 +165,16 @@ class MLFFCalculator(Calculator):
             res["free_energy"] = res["energy"]
             results.append(res)
         return results
+
+    def _geometry(self, atoms_list: Sequence[Atoms], batched: bool) -> Dict[str, torch.Tensor]:
+        """``system["positions"]`` (wrapped into the cell) and ``system["cell"]`` ([B, 3, 3]
+        for a batch) for models with geometry inputs (Ewald); see mlff.contract."""
+        positions = np.concatenate([wrapped_positions(a.positions, a.cell[:]) for a in atoms_list])
+        cells = np.stack([np.asarray(a.cell[:], dtype=np.float64) for a in atoms_list])
+        cell = cells if batched else cells[0]
+        return self.metadata.geometry_system(
+            torch.as_tensor(positions, device=self.device), torch.as_tensor(cell, device=self.device), self.dtype
+        )
 
     def _check_close_contacts(self, vectors: torch.Tensor) -> None:
         limit = self.metadata.close_contact_limit()

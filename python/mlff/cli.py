@@ -8,8 +8,12 @@ from typing import List, Optional
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .ace.cli import print_ace_info
+    from .ace.formats import is_ace_path
     from .contract import read_metadata
 
+    if is_ace_path(args.model):
+        return print_ace_info(args.model, as_json=args.json)
     meta = read_metadata(args.model)
     if args.json:
         print(meta.to_json())
@@ -51,7 +55,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import load_network, load_terms, read_checkpoint, with_terms
     from .contract import export_model
     from .physics.terms import build_term, check_dispersion_addable, dispersion_spec
+    from .ace.cli import export_ace
+    from .ace.formats import is_ace_path
 
+    if is_ace_path(args.checkpoint):
+        return export_ace(args)
     payload = read_checkpoint(args.checkpoint)
     network = load_network(payload)
     if args.dtype:
@@ -106,24 +114,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 #: modules that add their own subcommands through ``register(subparsers)``; each
 #: feature area owns its commands (data: label, training: train, lammps: plugin info)
-COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli")
+COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.ace.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlff", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("info", help="print the metadata of an exported model")
+    s = sub.add_parser("info", help="print the metadata of an exported model or an ACE file")
     s.add_argument("model")
     s.add_argument("--json", action="store_true", help="print the raw metadata JSON")
     s.set_defaults(func=_cmd_info)
 
     s = sub.add_parser(
-        "export", help="export a training checkpoint to TorchScript (.pt)",
+        "export", help="export a training checkpoint or an ACE file (.yace, .ace) to TorchScript (.pt)",
         description="Export the network of a checkpoint plus the physics terms it was trained with; "
-        "--dispersion adds a D3(BJ) term to any checkpoint (e.g. one trained on dispersion-free labels).",
+        "--dispersion adds a D3(BJ) term to any checkpoint (e.g. one trained on dispersion-free labels). "
+        "An ACE file becomes the TorchScript ACE module (for CUDA and tools that take .pt).",
     )
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", help="training checkpoint, or ACE potential (.yace, .ace)")
     s.add_argument("-o", "--output", default="model.pt")
     s.add_argument("--dtype", choices=["float32", "float64"], help="cast the network before export")
     d = s.add_argument_group("dispersion added at export")

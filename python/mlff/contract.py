@@ -2,7 +2,8 @@
 
 Contract version 2 (version 1 files keep loading, see :class:`V1Adapter`).
 
-Inputs a model receives (engines build them; the model never sees positions or cells):
+Inputs a model receives (engines build them; the model sees no positions or cells unless
+it declares geometry inputs, below):
 
 - ``atomic_numbers``  ``[N]`` int64
 - ``edge_indices``    one ``[2, E_k]`` int64 per neighbour list the model declares
@@ -25,6 +26,32 @@ as every single-process engine leaves it to). LAMMPS on several ranks all-reduce
 partial sums, evaluates the model with them, then all-reduces dE/d(sums) and adds its
 back-propagation through each rank's partial sums to the edge gradients: exact.
 A global model without ``global_sums`` is refused on several ranks.
+
+Geometry inputs (an additive extension of version 2; files without it are unchanged):
+a model whose energy depends on absolute positions and the periodic cell (an Ewald
+sum's reciprocal part) declares ``geometry_inputs: ["positions", "cell"]`` in its
+metadata (default ``[]``, which every older file satisfies, so the contract version stays
+2; an engine that predates it is refused by the model itself). Engines then also pass
+
+- ``system["positions"]`` ``[N, 3]``: the Cartesian positions of the graph's nodes, Å,
+  model dtype, consistent with the edge vectors (any periodic image of an atom will do:
+  such a model is invariant under lattice translations of single atoms),
+- ``system["cell"]`` ``[3, 3]``: the lattice vectors as rows, Å, model dtype
+  (``[B, 3, 3]`` in a trainer's batch),
+
+both as leaves that require grad, and refuse structures that are not periodic in all
+three directions (:meth:`ModelMetadata.check_periodic`). Their gradients join the edge
+rule (same function, :func:`derive_from_energies`), with p_i = dE/dpos_i and
+c_k = dE/dh_k (h_k the k-th lattice vector, a row of ``cell``)::
+
+    F_i -= p_i
+    W   -= sum_i pos_i (x) p_i + sum_k h_k (x) c_k      (W_ab -= pos_i,a p_i,b + h_k,a c_k,b)
+
+which is minus the derivative of E under a homogeneous strain that maps every edge
+vector, position and lattice vector x to x (1 + eps). Per atom, atom i gets
+-pos_i (x) p_i and each local atom an equal share of the cell term (the split of a
+whole-system term is a convention; the sum is exact). LAMMPS passes them on one rank
+only (every atom local) and refuses several ranks at ``init``.
 
 Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
 skin, and one list at the largest cutoff); a model must give them exactly zero weight.
@@ -49,6 +76,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -144,6 +172,10 @@ class ModelMetadata(BaseModel):
     uses_charge: bool = False
     locality: Literal["local", "global"] = "local"
     global_sums: int = Field(default=0, ge=0, description="whole-system sums the model reduces (global_sums method)")
+    geometry_inputs: List[Literal["positions", "cell"]] = Field(
+        default_factory=list,
+        description="geometry the model needs besides the edges (Ewald): node positions and the periodic cell",
+    )
     min_distance: Optional[float] = Field(default=None, description="shortest distance in the training data, Å")
     probe_energy: Optional[float] = Field(default=None, description="energy of the probe system at export (load check)")
     hyperparameters: Dict[str, Any] = Field(default_factory=dict)
@@ -205,6 +237,10 @@ class ModelMetadata(BaseModel):
             )
         if self.global_sums and self.locality != "global":
             raise ValueError("a model with global_sums must declare locality 'global'")
+        if len(set(self.geometry_inputs)) != len(self.geometry_inputs):
+            raise ValueError(f"duplicate geometry inputs {self.geometry_inputs}")
+        if self.geometry_inputs and self.locality != "global":
+            raise ValueError("a model that needs positions or the cell (geometry_inputs) must declare locality 'global'")
         if len(set(self.fidelities)) != len(self.fidelities):
             raise ValueError(f"duplicate fidelity names {self.fidelities}")
         return self
@@ -295,6 +331,37 @@ class ModelMetadata(BaseModel):
     ) -> Dict[str, torch.Tensor]:
         """Validated ``system`` tensors for a run."""
         return make_system(self.check_charge(charge), self.fidelity_index(fidelity), device)
+
+    @property
+    def needs_geometry(self) -> bool:
+        """Whether engines must pass ``system["positions"]`` and ``system["cell"]``."""
+        return bool(self.geometry_inputs)
+
+    def check_periodic(self, pbc: Sequence[bool], where: str = "the structure") -> None:
+        """Refuse a model that needs the cell (Ewald) on a structure not periodic in all
+        three directions, naming the fix; models without geometry inputs pass."""
+        if not self.needs_geometry:
+            return
+        flags = [bool(p) for p in pbc]
+        if len(flags) != 3 or not all(flags):
+            raise MLFFModelError(
+                f"{where} is not periodic in all three directions (pbc={flags}), but this {self.kind} "
+                "model sums its Coulomb energy with Ewald, which needs a periodic cell. Use a cell "
+                "periodic in x, y and z, or a model with coulomb 'dsf' (condensed phases, slabs) or "
+                "'simple' (molecules)"
+            )
+
+    def geometry_system(
+        self, positions: torch.Tensor, cell: torch.Tensor, dtype: torch.dtype
+    ) -> Dict[str, torch.Tensor]:
+        """``{"positions", "cell"}`` as leaves that require grad, for models that need them
+        (empty otherwise): what the engines add to ``system``."""
+        if not self.needs_geometry:
+            return {}
+        return {
+            "positions": positions.detach().to(dtype).requires_grad_(True),
+            "cell": cell.detach().to(dtype).requires_grad_(True),
+        }
 
     def close_contact_limit(self) -> Optional[float]:
         """Distance (Å) below which a structure is far outside the training data.
@@ -436,13 +503,15 @@ def evaluate(
     Every tensor of ``edge_vectors`` must require grad (a leaf, or derived from
     positions that do; ``create_graph`` keeps the graph for training on forces). See
     :func:`derive_from_energies` for what is returned; the model's named outputs are
-    passed through.
+    passed through. ``system["positions"]`` and ``system["cell"]`` (models with geometry
+    inputs) must require grad too; their gradients are added by the same rule.
     """
     if system is None:
         system = make_system(device=atomic_numbers.device)
     out = model(atomic_numbers, edge_indices, edge_vectors, n_local, system)
     result = derive_from_energies(
-        out[ENERGY_KEY], edge_indices, edge_vectors, n_local, compute_virial, create_graph
+        out[ENERGY_KEY], edge_indices, edge_vectors, n_local, compute_virial, create_graph,
+        system.get("positions"), system.get("cell"), system.get("batch"),
     )
     for key, value in out.items():
         if key != ENERGY_KEY:
@@ -457,6 +526,9 @@ def derive_from_energies(
     n_local: int,
     compute_virial: bool = True,
     create_graph: bool = False,
+    positions: Optional[torch.Tensor] = None,
+    cell: Optional[torch.Tensor] = None,
+    batch: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """The contract's gradient rule (TorchScript-compatible, used by every Python engine).
 
@@ -466,16 +538,33 @@ def derive_from_energies(
     ``atom_virial`` ``[N, 3, 3]`` (each edge's term split half to i, half to j), all
     summed over the neighbour lists.
     Virial sign: ``W = -sum r_ij (x) dE/dr_ij``; the stress is ``-W / V``.
+
+    ``positions`` ``[N, 3]`` and ``cell`` ``[3, 3]`` (``[B, 3, 3]`` with ``batch``): the
+    geometry inputs of a model that declares them, leaves that require grad. Their
+    gradients p_i = dE/dpos_i and c_k = dE/dh_k add ``F_i -= p_i`` and
+    ``W -= sum_i pos_i (x) p_i + sum_k h_k (x) c_k`` (see the module docstring); per atom,
+    -pos_i (x) p_i to atom i and the cell term in equal shares to the local atoms (of
+    each structure, with ``batch``).
     """
     n_atoms = energies_all.shape[0]
     local = torch.arange(n_atoms, device=energies_all.device) < n_local
     energies = torch.where(local, energies_all, torch.zeros_like(energies_all))
     energy = energies.sum()
-    grads = torch.autograd.grad([energy], edge_vectors, create_graph=create_graph, allow_unused=True)
+    inputs: List[torch.Tensor] = []
+    for ev in edge_vectors:
+        inputs.append(ev)
+    n_lists = len(edge_vectors)
+    with_positions = positions is not None and positions.requires_grad
+    with_cell = cell is not None and cell.requires_grad and compute_virial  # the cell matters for W only
+    if positions is not None and with_positions:
+        inputs.append(positions)
+    if cell is not None and with_cell:
+        inputs.append(cell)
+    grads = torch.autograd.grad([energy], inputs, create_graph=create_graph, allow_unused=True)
     forces = torch.zeros((n_atoms, 3), dtype=energies_all.dtype, device=energies_all.device)
     virial = torch.zeros((3, 3), dtype=energies_all.dtype, device=energies_all.device)
     atom_virial = torch.zeros((n_atoms, 3, 3), dtype=energies_all.dtype, device=energies_all.device)
-    for k in range(len(edge_vectors)):
+    for k in range(n_lists):
         g = grads[k]
         if g is not None:  # None: the energy does not depend on this list
             i = edge_indices[k][0]
@@ -486,6 +575,33 @@ def derive_from_energies(
                 virial = virial + w_edge.sum(0)
                 half = 0.5 * w_edge
                 atom_virial = atom_virial.index_add(0, i, half).index_add(0, j, half)
+    slot = n_lists
+    if positions is not None and with_positions:
+        p = grads[slot]
+        slot += 1
+        if p is not None:
+            forces = forces - p
+            if compute_virial:
+                w_atom = -positions.unsqueeze(2) * p.unsqueeze(1)  # [N, 3, 3]: -pos_a p_b
+                virial = virial + w_atom.sum(0)
+                atom_virial = atom_virial + w_atom
+    if cell is not None and with_cell:
+        c = grads[slot]
+        if c is not None and compute_virial:
+            # -sum_k h_k,a c_k,b; a whole-system term, shared equally by the local atoms
+            w_cell = -torch.matmul(cell.transpose(-1, -2), c)  # [3, 3] or [B, 3, 3]
+            if batch is None or w_cell.dim() == 2:
+                virial = virial + w_cell
+                count = max(min(n_local, n_atoms), 1)
+                share = (w_cell / float(count)).unsqueeze(0).expand(n_atoms, 3, 3)
+                atom_virial = atom_virial + torch.where(local.view(-1, 1, 1), share, torch.zeros_like(share))
+            else:
+                virial = virial + w_cell.sum(0)
+                counts = torch.zeros(w_cell.shape[0], dtype=w_cell.dtype, device=w_cell.device).index_add(
+                    0, batch[:n_local], torch.ones(n_local, dtype=w_cell.dtype, device=w_cell.device)
+                )
+                share = (w_cell / counts.clamp(min=1.0).view(-1, 1, 1))[batch]
+                atom_virial = atom_virial + torch.where(local.view(-1, 1, 1), share, torch.zeros_like(share))
     result: Dict[str, torch.Tensor] = {"energy": energy, "energies": energies, "forces": forces}
     if compute_virial:
         result["virial"] = virial
@@ -504,18 +620,25 @@ def edges_within(
 # --------------------------------------------------------------------------- files
 
 
-def _probe_graph(meta: ModelMetadata) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-    """A small open cluster whose pair distances span every list's cutoff.
-
-    Built with the metadata's cutoffs, so an archive whose metadata no longer matches
-    the module (a cutoff edited by hand) gives a different probe energy.
-    """
+def _probe_positions(meta: ModelMetadata) -> torch.Tensor:
+    """The probe cluster: 6 atoms spread along x over 1.2 x the largest cutoff."""
     gen = torch.Generator().manual_seed(12345)
     n = 6
     rmax = 1.2 * meta.cutoff
     pos = torch.rand((n, 3), generator=gen, dtype=torch.float64) * rmax
     pos[:, 1:] *= 0.4
     pos[:, 0] = torch.linspace(0.0, rmax, n, dtype=torch.float64)
+    return pos
+
+
+def _probe_graph(meta: ModelMetadata) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
+    """A small open cluster whose pair distances span every list's cutoff.
+
+    Built with the metadata's cutoffs, so an archive whose metadata no longer matches
+    the module (a cutoff edited by hand) gives a different probe energy.
+    """
+    pos = _probe_positions(meta)
+    n = pos.shape[0]
     z = torch.tensor([meta.elements[k % len(meta.elements)] for k in range(n)], dtype=torch.long)
     ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
     mask = ii != jj
@@ -530,10 +653,24 @@ def _probe_graph(meta: ModelMetadata) -> Tuple[torch.Tensor, List[torch.Tensor],
     return z, eis, evs
 
 
+def _probe_geometry(meta: ModelMetadata) -> Dict[str, torch.Tensor]:
+    """Positions and a cell for the probe of a model with geometry inputs (empty otherwise).
+
+    The probe cluster in a cubic cell of 2.5 x its extent: no periodic image comes within
+    a cutoff (every image is >= 1.5 x 1.2 cutoffs away), so the open cluster's edges are
+    the periodic structure's edges.
+    """
+    if not meta.needs_geometry:
+        return {}
+    cell = torch.eye(3, dtype=torch.float64) * (2.5 * 1.2 * meta.cutoff)
+    return meta.geometry_system(_probe_positions(meta), cell, meta.torch_dtype)
+
+
 def _probe(module: torch.nn.Module, meta: ModelMetadata) -> Dict[str, torch.Tensor]:
     z, eis, evs = _probe_graph(meta)
+    system = {**make_system(), **_probe_geometry(meta)}
     with torch.jit.optimized_execution(False):
-        return evaluate(module, z, eis, evs, z.shape[0], make_system(), compute_virial=False)
+        return evaluate(module, z, eis, evs, z.shape[0], system, compute_virial=False)
 
 
 def export_model(
@@ -695,6 +832,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     return LoadedModel(module.to(device), meta, path)
 
 
+def wrapped_positions(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Positions ``[N, 3]`` (Å) moved into the cell (rows = lattice vectors) by lattice translations.
+
+    What engines pass as ``system["positions"]`` to a model with geometry inputs: the
+    energy is the same for any image, but the per-atom virial -pos_i (x) dE/dpos_i of
+    unwrapped coordinates (after a long run) would cancel to lose digits.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    h = np.asarray(cell, dtype=np.float64)
+    frac = pos @ np.linalg.inv(h)
+    return pos - np.floor(frac) @ h
+
+
 def graph_from_positions(
     positions: torch.Tensor, edge_index: torch.Tensor, offsets: torch.Tensor
 ) -> torch.Tensor:
@@ -724,4 +874,5 @@ __all__: Tuple[str, ...] = (
     "contract_key",
     "graph_from_positions",
     "stress_from_virial",
+    "wrapped_positions",
 )

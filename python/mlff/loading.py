@@ -6,10 +6,12 @@ import copy
 import os
 import zipfile
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
+from .ace.formats import is_ace_path
+from .ace.potential import native_module
 from .checkpoint import load_checkpoint
 from .contract import METADATA_ENTRY, MLFFModelError, ModelMetadata, _check_exists, load_model, metadata_for
 
@@ -24,8 +26,18 @@ def _is_torchscript_export(path: Path) -> bool:
         return False
 
 
-def resolve_model(model: ModelSpec, device: str | torch.device = "cpu") -> Tuple[torch.nn.Module, ModelMetadata]:
-    """Accept an exported ``.pt``, a training checkpoint, or an in-memory mlff model.
+def resolve_model(
+    model: ModelSpec,
+    device: str | torch.device = "cpu",
+    scriptable: bool = False,
+    activeset: Optional[str | os.PathLike] = None,
+) -> Tuple[torch.nn.Module, ModelMetadata]:
+    """Accept an exported ``.pt``, a training checkpoint, an ACE file or an in-memory model.
+
+    ACE files (``.yace``, ``.ace``) run on the native ACE core on the CPU, and as the
+    TorchScript ACE module on CUDA or where ``scriptable`` TorchScript is required (OpenMM's
+    TorchForce). ``activeset`` (a .asi file, with a B-basis .yaml potential) adds the
+    per-atom ``extrapolation_grade`` output on the native core.
 
     An in-memory module is deep-copied: engines put their module in eval mode, cast it
     and freeze its parameters, which must not stop the caller's model from training.
@@ -37,8 +49,22 @@ def resolve_model(model: ModelSpec, device: str | torch.device = "cpu") -> Tuple
         return copy.deepcopy(model).to(device), meta
     path = Path(model)
     _check_exists(path)
-    if path.suffix == ".yace":
-        raise MLFFModelError(f"{path}: .yace (ACE) files are not supported by this mlff build yet")
+    if activeset is not None and not is_ace_path(path):
+        raise MLFFModelError(f"activeset={activeset!r} is for ACE potentials (.yaml), and {path} is not one")
+    if is_ace_path(path):
+        if activeset is not None:
+            if scriptable or torch.device(device).type != "cpu":
+                raise MLFFModelError(
+                    "the ACE extrapolation grade (activeset) is computed by the native ACE core on the "
+                    "CPU; this engine needs TorchScript or CUDA"
+                )
+            return native_module(path, activeset)
+        if scriptable or torch.device(device).type != "cpu":
+            from .ace.torch_module import ace_module_from_file
+
+            module, meta = ace_module_from_file(path)
+            return module.to(device), meta
+        return native_module(path)
     if path.suffix == ".pt2":
         raise MLFFModelError(f"{path}: .pt2 (AOTInductor) files are not supported by this mlff build yet")
     if _is_torchscript_export(path):

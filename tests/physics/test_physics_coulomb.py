@@ -356,7 +356,7 @@ def test_contract_info_rebuild_and_refusals():
     with pytest.raises(ValueError, match="no charge"):
         FixedChargeCoulomb([11, 17], {"Na": 1.0})
     with pytest.raises(ValueError, match="unknown Coulomb method"):
-        FixedChargeCoulomb([11], {"Na": 1.0}, method="ewald")
+        FixedChargeCoulomb([11], {"Na": 1.0}, method="pppm")
     with pytest.raises(ValueError, match="sr_width"):
         FixedChargeCoulomb([11], {"Na": 1.0}, sr_cutoff=4.0, sr_width=5.0)
     with pytest.raises(ValueError, match="unknown element"):

@@ -49,6 +49,7 @@ def evaluate(
     timeout: float = 900,
     charge: Optional[float] = None,
     fidelity: Optional[Union[int, str]] = None,
+    activeset: Optional[str] = None,
 ) -> List[Dict[str, np.ndarray]]:
     """Evaluate structures with ``pair_style mlff`` in LAMMPS; one dict per structure.
 
@@ -60,6 +61,8 @@ def evaluate(
     ``graph="ghosts"`` forces the multi-rank graph construction on one rank.
     ``charge`` and ``fidelity`` become pair_style keywords; the model's per-atom named
     outputs (e.g. ``charges``) come back under their names, through ``compute mlff/atom``.
+    ``model`` may be an ACE file (.yace, .ace); ``activeset`` (a .asi file) then adds the
+    per-atom ``extrapolation_grade``.
     """
     atoms_list = list(atoms_list)
     to_ev = 1.0 / energy_unit_per_ev(units)
@@ -72,10 +75,16 @@ def evaluate(
             frame = write_data(wd / f"s{k}.data", atoms, symbols, units)
             frames.append(frame)
             structures.append({"data": str(wd / f"s{k}.data"), "symbols": symbols, "boundary": frame.boundary})
+        from ..ace.formats import is_ace_path
         from ..contract import read_metadata
 
-        outputs = [o.name for o in read_metadata(model).outputs if o.per_atom and o.name != "energies"]
         options = ""
+        if is_ace_path(model):
+            outputs = ["extrapolation_grade"] if activeset else []
+        else:
+            outputs = [o.name for o in read_metadata(model).outputs if o.per_atom and o.name != "energies"]
+        if activeset is not None:
+            options += f" activeset {Path(activeset).resolve()}"
         if charge is not None:
             options += f" charge {float(charge)!r}"
         if fidelity is not None:

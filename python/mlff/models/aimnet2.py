@@ -33,9 +33,14 @@ Energy, per atom (head and shift chosen by the structure's fidelity)::
 
     E_i = scale * MLP_fid([a_i^P, q_i]) + e0[fid, Z_i] + E_i^Coulomb(q),   q = q^{P-1}
 
-Coulomb on the predicted charges (``coulomb: simple | dsf``) uses the second list and
-subtracts the part within ``sr_cutoff`` that the network already describes
-(:mod:`mlff.physics.coulomb`).
+Coulomb on the predicted charges (``coulomb: simple | dsf | ewald``) uses the second list
+and subtracts the part within ``sr_cutoff`` that the network already describes
+(:mod:`mlff.physics.coulomb`). ``ewald`` (periodic cells only) adds the reciprocal-space
+sum (:mod:`mlff.physics.ewald`), which needs the positions and the cell: the model then
+declares ``geometry_inputs: [positions, cell]`` and engines pass them (LAMMPS on one MPI
+rank; several ranks are refused at ``init``: the structure factors would be a second
+whole-system reduction after the charges'). alpha and the reciprocal cutoff follow from
+``ewald_accuracy`` and ``coulomb_cutoff`` and are recorded in the hyperparameters.
 
 Ranges (documented because LAMMPS builds its ghost shell from them): a^t and q^{t-1}
 depend on atoms t hops away, so the final features and charges reach P hops (P rc) and
@@ -49,7 +54,7 @@ the network list's reach only (P-1) rc, two LAMMPS ranks miss 1e-7 eV on a water
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -58,6 +63,7 @@ from torch import nn
 
 from ..elements import element_indices, element_table
 from ..physics.coulomb import DEFAULT_SWITCH_WIDTH, coulomb_dsf, coulomb_simple
+from ..physics.ewald import DEFAULT_ACCURACY, coulomb_ewald, ewald_parameters, require_geometry
 from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .fidelity import per_atom_fidelity
 from .radial import PolynomialCutoff
@@ -189,12 +195,17 @@ class AIMNet2Options(ModelOptions):
         False, description="per-fidelity embeddings, energy heads and shifts on one backbone"
     )
     fidelities: List[str] = Field(default_factory=list, description="names of the levels of theory")
-    coulomb: Literal["none", "simple", "dsf"] = Field(
-        "dsf", description="long-range Coulomb on the predicted charges (dsf: damped shifted force, for MD)"
+    coulomb: Literal["none", "simple", "dsf", "ewald"] = Field(
+        "dsf",
+        description="long-range Coulomb on the predicted charges (dsf: damped shifted force, for MD; "
+        "ewald: periodic cells, one LAMMPS rank)",
     )
     coulomb_cutoff: float = Field(15.0, gt=0, description="Coulomb neighbour-list cutoff, Å")
     dsf_alpha: float = Field(0.2, gt=0, description="DSF damping, 1/Å")
     sr_cutoff: float = Field(4.6, ge=0, description="short range the network describes (Coulomb subtracted there), Å")
+    ewald_accuracy: float = Field(
+        DEFAULT_ACCURACY, gt=0, lt=1, description="Ewald target accuracy (sets alpha and the k-space cutoff)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "AIMNet2Options":
@@ -216,8 +227,8 @@ def check_settings(
             f"{len(fidelities)} fidelities {fidelities} need use_fidelity_readouts: true "
             "(a plain model has one energy head)"
         )
-    if coulomb not in ("none", "simple", "dsf"):
-        raise ValueError(f"coulomb must be 'none', 'simple' or 'dsf', got {coulomb!r}")
+    if coulomb not in ("none", "simple", "dsf", "ewald"):
+        raise ValueError(f"coulomb must be 'none', 'simple', 'dsf' or 'ewald', got {coulomb!r}")
     if coulomb == "none":
         return
     if not 0.0 <= sr_cutoff < coulomb_cutoff:
@@ -250,6 +261,7 @@ class AIMNet2(MLFFModel, nn.Module):
         dsf_alpha: float = 0.2,
         sr_cutoff: float = 4.6,
         scale: float = 1.0,
+        ewald_accuracy: float = DEFAULT_ACCURACY,
     ):
         super().__init__()
         elements = sorted(int(z) for z in elements)
@@ -268,6 +280,12 @@ class AIMNet2(MLFFModel, nn.Module):
             coulomb_cutoff=float(coulomb_cutoff),
             dsf_alpha=float(dsf_alpha),
             sr_cutoff=float(sr_cutoff),
+        )
+        if coulomb == "ewald":  # only then: configs of the other methods stay as they were
+            self.config["ewald_accuracy"] = float(ewald_accuracy)
+        # Ewald splitting alpha and reciprocal cutoff kc (1/Å), fixed by the accuracy and Rc
+        self.ewald_alpha, self.ewald_kspace_cutoff = (
+            ewald_parameters(coulomb_cutoff, ewald_accuracy) if coulomb == "ewald" else (0.0, 0.0)
         )
         self.cutoff = float(cutoff)
         self.n_passes = int(n_passes)
@@ -323,8 +341,17 @@ class AIMNet2(MLFFModel, nn.Module):
             locality="global",
             global_sums=N_GLOBAL_SUMS,
             min_distance=getattr(self, "min_distance", None),
-            hyperparameters=dict(self.config),
+            hyperparameters=self._hyperparameters(),
+            **({"geometry_inputs": ["positions", "cell"]} if self.coulomb == "ewald" else {}),
         )
+
+    @torch.jit.unused
+    def _hyperparameters(self) -> Dict[str, Any]:
+        """The config, plus the Ewald parameters it implies (so the metadata shows them)."""
+        hyper = dict(self.config)
+        if self.coulomb == "ewald":
+            hyper.update(ewald_alpha=self.ewald_alpha, ewald_kspace_cutoff=self.ewald_kspace_cutoff)
+        return hyper
 
     # ------------------------------------------------------------------ training interface
     @torch.jit.unused
@@ -477,6 +504,15 @@ class AIMNet2(MLFFModel, nn.Module):
         elif self.coulomb == "dsf":
             energies = energies + coulomb_dsf(
                 q, edge_indices[1], edge_vectors[1], self.dsf_alpha, self.coulomb_cutoff, self.sr_cutoff
+            )
+        elif self.coulomb == "ewald":
+            positions, cell = require_geometry(system)
+            batch: Optional[torch.Tensor] = None
+            if "batch" in system:
+                batch = system["batch"]
+            energies = energies + coulomb_ewald(
+                q, edge_indices[1], edge_vectors[1], positions, cell, n_local, self.ewald_alpha,
+                self.ewald_kspace_cutoff, self.coulomb_cutoff, self.sr_cutoff, batch=batch,
             )
         return {"energies": energies, "charges": q}
 

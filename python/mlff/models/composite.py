@@ -86,6 +86,10 @@ class AdditiveModel(nn.Module):
         net["neighbor_lists"] = self.neighbor_lists()
         net["interaction_range"] = max(ranges)
         net["locality"] = "global" if any(i.get("locality") == "global" for i in infos) else "local"
+        # positions/cell (an Ewald term) if any part needs them; every part gets the same system
+        geometry = {g for i in infos for g in i.get("geometry_inputs", [])}
+        if geometry:
+            net["geometry_inputs"] = [g for g in ("positions", "cell") if g in geometry]
         net["hyperparameters"] = {
             "network": {"kind": infos[0]["kind"], **infos[0].get("hyperparameters", {})},
             "terms": [{"kind": i["kind"], **i.get("hyperparameters", {})} for i in infos[1:]],

@@ -125,7 +125,8 @@ def check_elements(numbers: np.ndarray, meta: ModelMetadata, where: str = "the M
 
 
 def _load(model: ModelSpec) -> Tuple[torch.nn.Module, ModelMetadata]:
-    return resolve_model(model, "cpu")
+    # the module runs inside TorchScript (TorchForce, or the scripted PythonForce wrapper)
+    return resolve_model(model, "cpu", scriptable=True)
 
 
 # --------------------------------------------------------------------------- module
@@ -154,6 +155,7 @@ def build_module(
         module = torch.jit.script(module)
     z = np.asarray(atomic_numbers, dtype=np.int64)
     check_elements(z, meta)
+    meta.check_periodic([periodic] * 3, "the OpenMM System")
     q = meta.check_charge(charge, "MLFFForce: ")
     fid = meta.fidelity_index(fidelity)
     atoms_t = None if atoms is None else torch.as_tensor(np.asarray(atoms, dtype=np.int64))
@@ -171,7 +173,7 @@ def build_module(
     wrapper = MLFFOpenMMModule(
         module, torch.as_tensor(z), meta.list_cutoffs, meta.torch_dtype, periodic, atoms_t,
         charge=q, fidelity=fid, static=static, check_overflow=check_overflow,
-        close_contact_limit=meta.close_contact_limit(),
+        close_contact_limit=meta.close_contact_limit(), geometry=meta.needs_geometry,
     )
     scripted = torch.jit.script(wrapper.eval())
     return scripted.to(device), meta

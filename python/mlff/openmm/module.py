@@ -29,6 +29,8 @@ class MLFFOpenMMModule(torch.nn.Module):
     search. ``charge`` and ``fidelity`` are the system inputs, fixed for the force.
     ``static`` switches the neighbour lists to fixed shapes (see
     :mod:`mlff.openmm.celllist`), one :func:`static_sizes` tuple per list.
+    ``geometry``: the model declares geometry inputs (Ewald) and gets the ML atoms'
+    positions and the box as ``system["positions"]``/``system["cell"]`` (periodic only).
     """
 
     def __init__(
@@ -44,8 +46,12 @@ class MLFFOpenMMModule(torch.nn.Module):
         static: Optional[List[Tuple[List[int], List[int], int, int, List[float]]]] = None,
         check_overflow: bool = True,
         close_contact_limit: Optional[float] = None,
+        geometry: bool = False,
     ):
         super().__init__()
+        if geometry and not periodic:
+            raise ValueError("a model with geometry inputs (Ewald) needs a periodic OpenMM System")
+        self.geometry = bool(geometry)
         self.model = model
         self.register_buffer("atomic_numbers", atomic_numbers.to(torch.long))
         self.register_buffer(
@@ -144,6 +150,28 @@ class MLFFOpenMMModule(torch.nn.Module):
     def _system(self) -> Dict[str, torch.Tensor]:
         return {"charge": self.charge, "fidelity": self.fidelity}
 
+    def _add_geometry(
+        self, system: Dict[str, torch.Tensor], positions: torch.Tensor, boxvectors: Optional[torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        """``system`` plus the geometry inputs of a model that declares them (Ewald): the ML
+        atoms' positions wrapped into the box (the node positions the edge vectors were
+        built from) and the box, Å, model dtype, leaves that require grad."""
+        if not self.geometry:
+            return system
+        if boxvectors is None:
+            raise RuntimeError("mlff: this model needs the periodic box (Ewald) but OpenMM passed no box vectors")
+        pos = positions.detach().to(torch.float64)
+        if self.subset:
+            pos = pos[self.atoms]
+        pos = torch.nan_to_num(pos * self.length_scale)
+        box = boxvectors.detach().to(torch.float64) * self.length_scale
+        frac = pos @ inverse_box(box)
+        frac = frac - torch.floor(frac)
+        dtype = self.dtype_probe.dtype
+        system["positions"] = (frac @ box).to(dtype).requires_grad_(True)
+        system["cell"] = box.to(dtype).requires_grad_(True)
+        return system
+
     def forward(
         self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -163,8 +191,11 @@ class MLFFOpenMMModule(torch.nn.Module):
                 )
         # callers run this with grad mode on (openmm-torch does; the PythonForce callback
         # makes sure): TorchScript cannot switch it on itself
-        out = self.model(self.atomic_numbers, eis, evs, n, self._system())
-        result = derive_from_energies(out["energies"], eis, evs, n, False, False)
+        system = self._add_geometry(self._system(), positions, boxvectors)
+        out = self.model(self.atomic_numbers, eis, evs, n, system)
+        result = derive_from_energies(
+            out["energies"], eis, evs, n, False, False, system.get("positions"), system.get("cell")
+        )
         energy = result["energy"].detach().to(torch.float64) * self.energy_scale
         forces = result["forces"].detach().to(torch.float64) * self.force_scale
         poison = bad
@@ -188,7 +219,8 @@ class MLFFOpenMMModule(torch.nn.Module):
         pos, eis, evs, overflow, bad = self._graph(positions, boxvectors)
         if bool(bad):
             raise RuntimeError("mlff: non-finite positions or box vectors")
-        out = self.model(self.atomic_numbers, eis, evs, pos.shape[0], self._system())
+        system = self._add_geometry(self._system(), positions, boxvectors)
+        out = self.model(self.atomic_numbers, eis, evs, pos.shape[0], system)
         result: Dict[str, torch.Tensor] = {}
         for key, value in out.items():
             result[key] = value.detach()

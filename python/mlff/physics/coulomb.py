@@ -56,8 +56,10 @@ all of it below r_sr - w, a C2 ramp in between, nothing at r >= r_sr; and since 
 vanishes there, the 1/r singularity never appears. ``sr_cutoff = 0`` subtracts nothing
 (s_sr = 1), which is the bare method that LAMMPS computes.
 
-Not here: Ewald / PPPM for periodic cells. They need positions and the cell, which
-contract v2 does not pass (models see edges only), and are whole-system terms.
+Ewald for periodic cells is in :mod:`mlff.physics.ewald` (:class:`FixedChargeCoulomb`
+offers it as ``method="ewald"``): its reciprocal sum needs the positions and the cell,
+which such a model asks the engines for (``geometry_inputs``), and is a whole-system term.
+PPPM is not provided.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ DEFAULT_SR_CUTOFF = 4.6
 #: Width (Å) of the switch that takes the simple Coulomb term to zero at its cutoff.
 DEFAULT_SWITCH_WIDTH = 2.0
 #: The methods of :class:`FixedChargeCoulomb`.
-METHODS = ("dsf", "simple")
+METHODS = ("dsf", "simple", "ewald")
 
 
 # ----------------------------------------------------------------------------- TorchScript functions
@@ -213,10 +215,17 @@ class FixedChargeCoulomb(PhysicsTerm):
         Charge in e of every element, keyed by atomic number or symbol
         (``{"Na": 1.0, "Cl": -1.0}``); keys outside ``elements`` are ignored.
     method:
-        ``"dsf"`` (:func:`coulomb_dsf`, periodic and condensed systems) or ``"simple"``
-        (:func:`coulomb_simple`, molecules smaller than the cutoff).
+        ``"dsf"`` (:func:`coulomb_dsf`, periodic and condensed systems), ``"simple"``
+        (:func:`coulomb_simple`, molecules smaller than the cutoff) or ``"ewald"``
+        (:func:`mlff.physics.ewald.coulomb_ewald`, cells periodic in all three directions;
+        the model then declares the positions and the cell as geometry inputs).
     alpha:
-        DSF damping (1/Å); unused by ``simple``.
+        DSF damping or Ewald splitting parameter (1/Å); unused by ``simple``. Default:
+        0.2 for DSF, from ``accuracy`` and ``cutoff`` for Ewald.
+    accuracy, kspace_cutoff:
+        Ewald only: the target accuracy eps (default 1e-6) from which alpha and the
+        reciprocal cutoff kc (1/Å) are chosen (:func:`mlff.physics.ewald.ewald_parameters`),
+        unless given.
     cutoff:
         Pair cutoff (Å); the term asks for one list ``"coulomb"`` of this cutoff.
     sr_cutoff, sr_width:
@@ -239,12 +248,14 @@ class FixedChargeCoulomb(PhysicsTerm):
         elements: Sequence[int],
         charges_by_element: Mapping[Union[int, str], float],
         method: str = "dsf",
-        alpha: float = DEFAULT_ALPHA,
+        alpha: Optional[float] = None,
         cutoff: float = DEFAULT_CUTOFF,
         sr_cutoff: float = DEFAULT_SR_CUTOFF,
         sr_width: Optional[float] = None,
         switch_width: float = DEFAULT_SWITCH_WIDTH,
         coulomb_constant: float = COULOMB_CONSTANT,
+        accuracy: Optional[float] = None,
+        kspace_cutoff: Optional[float] = None,
     ):
         super().__init__()
         elements = sorted({int(z) for z in elements})
@@ -258,6 +269,21 @@ class FixedChargeCoulomb(PhysicsTerm):
             raise ValueError(f"charges_by_element gives no charge for atomic numbers {missing}")
         if not cutoff > 0.0:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
+        if method != "ewald" and (accuracy is not None or kspace_cutoff is not None):
+            raise ValueError(f"accuracy and kspace_cutoff are Ewald options; method {method!r} takes neither")
+        self.accuracy = 0.0
+        self.kspace_cutoff = 0.0
+        if method == "ewald":
+            from .ewald import DEFAULT_ACCURACY, ewald_parameters
+
+            self.accuracy = float(DEFAULT_ACCURACY if accuracy is None else accuracy)
+            auto_alpha, auto_kc = ewald_parameters(cutoff, self.accuracy)
+            alpha = auto_alpha if alpha is None else alpha
+            self.kspace_cutoff = float(auto_kc if kspace_cutoff is None else kspace_cutoff)
+            if not (alpha > 0.0 and self.kspace_cutoff > 0.0):
+                raise ValueError(f"Ewald needs alpha > 0 and kspace_cutoff > 0, got {alpha} and {kspace_cutoff}")
+        elif alpha is None:
+            alpha = DEFAULT_ALPHA
         if not alpha >= 0.0:
             raise ValueError(f"alpha must be >= 0 (1/Å), got {alpha}")
         if not 0.0 <= sr_cutoff < cutoff:
@@ -272,6 +298,7 @@ class FixedChargeCoulomb(PhysicsTerm):
         self.elements: List[int] = elements
         self.method = method
         self.use_dsf = method == "dsf"
+        self.use_ewald = method == "ewald"
         self.alpha = float(alpha)
         self.cutoff = float(cutoff)
         self.sr_cutoff = float(sr_cutoff)
@@ -303,11 +330,21 @@ class FixedChargeCoulomb(PhysicsTerm):
             sr_width=self.sr_width if self.sr_cutoff > 0.0 else None,
             switch_width=self.switch_width,
             coulomb_constant=self.coulomb_constant,
+            # Ewald: the resolved splitting and k-space cutoff, so a rebuild gives the same numbers
+            **(dict(accuracy=self.accuracy, kspace_cutoff=self.kspace_cutoff) if self.use_ewald else {}),
         )
 
     @torch.jit.unused
     def interaction_range(self) -> float:
         return self.cutoff
+
+    @torch.jit.unused
+    def contract_info(self) -> Dict[str, Any]:
+        info = super().contract_info()
+        if self.use_ewald:
+            # the reciprocal sum is over every atom of the cell and needs positions and cell
+            info.update(locality="global", geometry_inputs=["positions", "cell"])
+        return info
 
     # ------------------------------------------------------------------ TorchScript surface
 
@@ -325,7 +362,15 @@ class FixedChargeCoulomb(PhysicsTerm):
         system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         q = self.charges(atomic_numbers)
-        if self.use_dsf:
+        if self.use_ewald:
+            positions, cell = require_geometry(system)
+            batch: Optional[torch.Tensor] = None
+            if "batch" in system:
+                batch = system["batch"]
+            e = coulomb_ewald(q, edge_indices[0], edge_vectors[0], positions, cell, n_local, self.alpha,
+                              self.kspace_cutoff, self.cutoff, self.sr_cutoff, self.sr_width,
+                              self.coulomb_constant, batch)
+        elif self.use_dsf:
             e = coulomb_dsf(q, edge_indices[0], edge_vectors[0], self.alpha, self.cutoff, self.sr_cutoff,
                             self.sr_width, self.coulomb_constant)
         else:
@@ -333,6 +378,10 @@ class FixedChargeCoulomb(PhysicsTerm):
                                self.switch_width, self.sr_width, self.coulomb_constant)
         return {"energies": e}
 
+
+# at the bottom: ewald.py builds on the helpers above (the package imports this module
+# first, so either import order resolves); TorchScript finds coulomb_ewald here
+from .ewald import coulomb_ewald, require_geometry  # noqa: E402
 
 __all__ = [
     "COULOMB_CONSTANT",

@@ -35,6 +35,10 @@ class Sample:
     charge: float = 0.0  # total charge (a system input, not a label)
     charges: Optional[torch.Tensor] = None  # [n] teacher partial charges
     fidelity: int = 0  # index into the run's fidelities (a system input)
+    # periodic structures: positions wrapped into the cell [n, 3] and the cell [3, 3] (the
+    # contract's geometry inputs, for models with an Ewald sum); None for open ones
+    positions: Optional[torch.Tensor] = None
+    cell: Optional[torch.Tensor] = None
 
     @property
     def n_atoms(self) -> int:
@@ -83,10 +87,18 @@ def build_samples(
 
     ``fidelities``: the run's level names in model order (see :func:`fidelity_index`).
     """
+    from ..contract import wrapped_positions
+
     samples = []
     for rec in records:
         atoms = rec.to_atoms()
         g = graph_from_atoms(atoms, cutoffs, dtype)
+        geometry = {}
+        if rec.periodic:
+            geometry = dict(
+                positions=torch.as_tensor(wrapped_positions(atoms.positions, atoms.cell[:]), dtype=dtype),
+                cell=torch.as_tensor(np.asarray(atoms.cell[:], dtype=np.float64), dtype=dtype),
+            )
         samples.append(
             Sample(
                 numbers=g.atomic_numbers,
@@ -96,6 +108,7 @@ def build_samples(
                 record_id=rec.id,
                 charge=0.0 if rec.charge is None else float(rec.charge),  # unstated: neutral
                 fidelity=fidelity_index(rec, fidelities),
+                **geometry,
                 **_labels(rec, dtype),
             )
         )
@@ -187,18 +200,27 @@ class Batch:
     present: Dict[str, Presence] = field(default_factory=dict)
     #: the distinct fidelity indices of the batch's structures, ascending
     fidelities: Tuple[int, ...] = (0,)
+    #: geometry inputs when every structure is periodic: positions [N, 3], cells [B, 3, 3]
+    positions: Optional[torch.Tensor] = None
+    cell: Optional[torch.Tensor] = None
 
     @property
     def n_structures(self) -> int:
         return int(self.n_atoms.shape[0])
 
     def system(self) -> Dict[str, torch.Tensor]:
-        """The contract's system inputs for a batch: per-structure values plus ``batch``."""
-        return {
+        """The contract's system inputs for a batch: per-structure values plus ``batch``, and
+        ``positions``/``cell`` when every structure is periodic (models without geometry
+        inputs ignore them; :func:`mlff.training.metrics.predict` makes them grad leaves)."""
+        system = {
             "charge": self.charge,
             "fidelity": self.fidelity if self.fidelity is not None else torch.zeros_like(self.n_atoms),
             "batch": self.batch,
         }
+        if self.positions is not None and self.cell is not None:
+            system["positions"] = self.positions
+            system["cell"] = self.cell
+        return system
 
 
 def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
@@ -240,4 +262,15 @@ def collate(samples: Sequence[Sample], device: torch.device) -> Batch:
         has_charges=atom_mask(has["charges"]),
         present={name: presence(flags) for name, flags in has.items()},
         fidelities=tuple(sorted({s.fidelity for s in samples})),
+        **_geometry(samples, device),
     )
+
+
+def _geometry(samples: Sequence[Sample], device: torch.device) -> Dict[str, torch.Tensor]:
+    """The batch's positions and cells, if every structure has them (is periodic)."""
+    if not samples or any(s.positions is None or s.cell is None for s in samples):
+        return {}
+    return {
+        "positions": torch.cat([s.positions for s in samples]).to(device),
+        "cell": torch.stack([s.cell for s in samples]).to(device),
+    }

@@ -31,8 +31,12 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
     """
     evs = [ev.detach().requires_grad_(True) for ev in b.edge_vectors]
     n = int(b.numbers.shape[0])
+    system = b.system()
+    for key in ("positions", "cell"):  # geometry inputs (Ewald): gradients by the same rule
+        if key in system:
+            system[key] = system[key].detach().to(evs[0].dtype).requires_grad_(True)
     out = evaluate(
-        model, b.numbers, b.edge_indices, evs, n, b.system(), compute_virial=need_stress, create_graph=create_graph
+        model, b.numbers, b.edge_indices, evs, n, system, compute_virial=need_stress, create_graph=create_graph
     )
     ev = evs[0]
     energy = torch.zeros(b.n_structures, dtype=out["energies"].dtype, device=ev.device).index_add(

@@ -49,6 +49,8 @@ def term_contributions(composite: AdditiveModel, samples: Sequence[Sample]) -> T
             edge_indices=[b.edge_indices[m] for m in lists],
             edge_vectors=[b.edge_vectors[m].double() for m in lists],
             volume=b.volume.double(),
+            positions=None if b.positions is None else b.positions.double(),
+            cell=None if b.cell is None else b.cell.double(),
         )
         out = predict(composite.parts[k], view, need_stress=True, create_graph=False)
         energy += out["energy"].detach().numpy()

@@ -135,6 +135,19 @@ class _Dist:
 # --------------------------------------------------------------------------- trainer
 
 
+
+def _check_geometry_data(parts: Sequence[torch.nn.Module], records: Sequence[Any]) -> None:
+    """A model (or term) with an Ewald sum needs every structure periodic in x, y and z."""
+    if not any(part.contract_info().get("geometry_inputs") for part in parts):
+        return
+    open_ = [r.id for r in records if not r.periodic]
+    if open_:
+        raise ValueError(
+            f"the model sums Coulomb energies with Ewald (coulomb: ewald), which needs cells periodic in "
+            f"x, y and z, but {len(open_)} structure(s) are not (e.g. {open_[0]!r}); train with coulomb "
+            "dsf (or simple for molecules), or only on periodic structures"
+        )
+
 class Trainer:
     """Train one model as described by a :class:`TrainConfig`."""
 
@@ -175,6 +188,7 @@ class Trainer:
                        fidelities=fidelities)
             for k, spec in enumerate(cfg.term_specs)
         ]
+        _check_geometry_data([self.model, *self.terms], train + valid + test)
         if cfg.sae:
             first = self.model.neighbor_lists()[0]
             term, origin = sae_term(cfg.sae, train, self.elements, self.fidelities, (first[0], float(first[1])),

@@ -1,0 +1,1 @@
+"""ACE potentials (.yace, .ace): the native core is ``mlff.ace._ace``."""
