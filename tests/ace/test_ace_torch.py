@@ -547,9 +547,11 @@ def test_equals_native_core(potential, radial):
             b = ours(native, atoms, module.cutoff)
             de = float(np.abs(a["energies"] - b["energies"]).max())
             df = float(np.abs(a["forces"] - b["forces"]).max())
-            # forces: 1e-10 eV/Å, plus 1e-12 of the largest force for the compressed
-            # structures' ~1e3 eV/Å (a spline slope is a difference of neighbouring knot
-            # values: ~1e-13 relative rounding per edge, whichever code tabulates them)
-            f_tol = 1e-10 + 1e-12 * float(np.abs(a["forces"]).max())
+            # forces: 1e-10 eV/Å. With splines, plus 5e-12 of the largest force: a spline
+            # slope is a difference of neighbouring knot values divided by the 0.001 Å bin,
+            # so rounding the knots differently (another libm, or moving them by one ulp in
+            # this module) changes forces by up to 3e-12 of the largest one (measured: 1e-9
+            # eV/Å on the compressed structures' ~1e3 eV/Å)
+            f_tol = 1e-10 + (5e-12 * float(np.abs(a["forces"]).max()) if radial == "spline" else 0.0)
             print(f"native {radial} {name} {kind}: energies {de:.1e}, forces {df:.1e} (tolerance {f_tol:.1e})")
             assert de <= 1e-10 and df <= f_tol, (name, kind, de, df)

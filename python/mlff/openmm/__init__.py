@@ -23,6 +23,8 @@ _EXPORTS = {
     "evaluate_atoms": "md",
     "system_from_atoms": "md",
     "MDResult": "md",
+    "ExtrapolationGradeReporter": "grade",
+    "ExtrapolationError": "grade",
 }
 
 __all__ = sorted(_EXPORTS)

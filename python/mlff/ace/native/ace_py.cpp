@@ -29,7 +29,6 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <sstream>
 
 namespace py = pybind11;
 using namespace mlff_ace;
@@ -385,7 +384,8 @@ Model load_file(const py::object &path_like)
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) {
-      errno = errno ? errno : ENOENT;
+      // OSError from errno: FileNotFoundError, PermissionError... as open() would raise
+      if (errno == 0) errno = ENOENT;
       PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
       throw py::error_already_set();
     }

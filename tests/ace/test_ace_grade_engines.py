@@ -1,13 +1,13 @@
 """The ACE extrapolation grade γ the way users get it: `mlff activeset data.db pot.yaml -o
 pot.asi` (fresh interpreter), then `pair_style mlff pot.yaml activeset pot.asi gamma_every N`
 with `compute mlff/atom extrapolation_grade` in dump, variable and `fix halt`, and
-`MLFFCalculator("pot.yaml", activeset="pot.asi")` — the same γ in LAMMPS (1 and 2 ranks)
-and ASE, equal to the core's grade (itself checked against pyace in tests/ace).
+`MLFFCalculator("pot.yaml", activeset="pot.asi")` and OpenMM's ExtrapolationGradeReporter —
+the same γ in LAMMPS (1 and 2 ranks), ASE and OpenMM, equal to the core's grade (itself
+checked against pyace in test_ace_grade.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +18,10 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 
+import potentials  # this folder's helpers
 from mlff import MLFFCalculator
 from mlff.lammps import evaluate
 from mlff.lammps.plugin import lmp_command, subprocess_env
-
-
-def ace_test_potentials():
-    spec = importlib.util.spec_from_file_location("ace_potentials", Path(__file__).parents[1] / "ace" / "potentials.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 CONFIG = {
@@ -57,7 +51,7 @@ def training_structures(n: int = 24):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """(potential.yaml, potential.asi) made with `mlff activeset` from an ASE database."""
-    pyace = pytest.importorskip("pyace", reason=ace_test_potentials().PYACE_REASON)
+    pyace = pytest.importorskip("pyace", reason=potentials.PYACE_REASON)
     d = tmp_path_factory.mktemp("grade")
     np.random.seed(7)  # pyace draws its random coefficients from numpy's global generator
     config = pyace.create_multispecies_basis_config(CONFIG, func_coefs_initializer="random")
@@ -164,3 +158,39 @@ def test_activeset_with_a_yace_is_refused_with_the_reason(graded, tmp_path):
         MLFFCalculator(str(yace), activeset=str(asi))
     with pytest.raises(Exception, match="B-basis"):
         evaluate(str(yace), [extrapolating()], activeset=str(asi))
+
+
+def test_openmm_reporter_reports_and_stops(graded, tmp_path):
+    openmm = pytest.importorskip("openmm")
+    from openmm import app, unit
+
+    from mlff.openmm import ExtrapolationError, ExtrapolationGradeReporter
+
+    potential, asi = graded
+    atoms = extrapolating()
+    ref = MLFFCalculator(str(potential), activeset=str(asi))
+    ref.calculate(atoms, ["energy", "extrapolation_grade"])
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(len(atoms)):
+        topology.addAtom("Cu", app.Element.getBySymbol("Cu"), topology.addResidue("CU", chain))
+    topology.setPeriodicBoxVectors(atoms.cell.array * 0.1)
+    system = openmm.System()
+    for _ in range(len(atoms)):
+        system.addParticle(63.546)
+    system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*v) for v in atoms.cell.array * 0.1))
+    system.addForce(openmm.CMMotionRemover())  # any force; the grade needs no ML force
+    simulation = app.Simulation(topology, system, openmm.VerletIntegrator(1e-9),
+                                openmm.Platform.getPlatformByName("Reference"))
+    simulation.context.setPositions(atoms.positions * 0.1)
+    log = tmp_path / "gamma.txt"
+    reporter = ExtrapolationGradeReporter(str(log), 2, str(potential), str(asi), topology)
+    simulation.reporters.append(reporter)
+    simulation.step(4)
+    np.testing.assert_allclose(reporter.last_grades, ref.results["extrapolation_grade"], rtol=1e-9, atol=1e-9)
+    rows = [line.split() for line in log.read_text().splitlines() if not line.startswith("#")]
+    assert [int(r[0]) for r in rows] == [2, 4]
+    simulation.reporters[:] = [ExtrapolationGradeReporter(str(tmp_path / "g2.txt"), 2, str(potential), str(asi),
+                                                          topology, stop_above=1.5)]
+    with pytest.raises(ExtrapolationError, match="left the training domain"):
+        simulation.step(2)
