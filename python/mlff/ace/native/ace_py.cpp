@@ -18,6 +18,7 @@
  */
 #include "ace_evaluator.h"
 #include "ace_model.h"
+#include "ace_py_inputs.h"
 #include "ace_readers.h"
 
 #include <pybind11/numpy.h>
@@ -349,47 +350,9 @@ struct PyEvaluator {
   std::mutex lock;
 };
 
-struct Inputs {
-  py::array_t<int32_t, py::array::c_style | py::array::forcecast> species;
-  py::array_t<int64_t, py::array::c_style | py::array::forcecast> edges;
-  py::array_t<double, py::array::c_style | py::array::forcecast> vectors;
-  int64_t n_nodes = 0, n_local = 0, n_edges = 0;
-};
-
-Inputs check_inputs(const py::array &species, int64_t n_local, const py::array &edge_index, const py::array &edge_vectors)
-{
-  Inputs in;
-  const char sk = species.dtype().kind();
-  if (species.ndim() != 1 || (species.size() > 0 && sk != 'i' && sk != 'u'))
-    throw py::value_error("species must be a 1-D integer array");
-  const char ek = edge_index.dtype().kind();
-  if (edge_index.ndim() != 2 || edge_index.shape(0) != 2 || (edge_index.size() > 0 && ek != 'i' && ek != 'u'))
-    throw py::value_error("edge_index must be an integer array of shape (2, E)");
-  in.n_edges = edge_index.shape(1);
-  const bool flat = edge_vectors.ndim() == 1 && edge_vectors.shape(0) == 3 * in.n_edges;
-  const bool rows = edge_vectors.ndim() == 2 && edge_vectors.shape(0) == in.n_edges && edge_vectors.shape(1) == 3;
-  if (!flat && !rows) throw py::value_error("edge_vectors must have shape (E, 3) or (3E,) with E = edge_index.shape[1]");
-  in.species = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(species);
-  in.edges = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(edge_index);
-  in.vectors = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(edge_vectors);
-  in.n_nodes = species.shape(0);
-  in.n_local = n_local;
-  if (n_local < 0 || n_local > in.n_nodes) throw py::value_error("n_local must be in 0..len(species)");
-  return in;
-}
-
 Model load_file(const py::object &path_like)
 {
-  const std::string path = py::str(py::module_::import("os").attr("fspath")(path_like));
-  {
-    std::ifstream probe(path, std::ios::binary);
-    if (!probe) {
-      // OSError from errno: FileNotFoundError, PermissionError... as open() would raise
-      if (errno == 0) errno = ENOENT;
-      PyErr_SetFromErrnoWithFilename(PyExc_OSError, path.c_str());
-      throw py::error_already_set();
-    }
-  }
+  const std::string path = pyinputs::readable_path(path_like);
   py::gil_scoped_release nogil;
   return read_model_file(path);
 }
@@ -443,7 +406,7 @@ PYBIND11_MODULE(_ace, m)
           "compute",
           [](PyEvaluator &e, const py::array &species, int64_t n_local, const py::array &edge_index,
              const py::array &edge_vectors) {
-            Inputs in = check_inputs(species, n_local, edge_index, edge_vectors);
+            pyinputs::EdgeInputs in = pyinputs::edge_inputs(species, n_local, edge_index, edge_vectors, e.ev->model().nelements());
             py::array_t<double> energies(in.n_local);
             py::array_t<double> grad({in.n_edges, static_cast<int64_t>(3)});
             double *pe = energies.mutable_data(), *pg = grad.mutable_data();
@@ -461,7 +424,7 @@ PYBIND11_MODULE(_ace, m)
           "compute_projections",
           [](PyEvaluator &e, const py::array &species, int64_t n_local, const py::array &edge_index,
              const py::array &edge_vectors) {
-            Inputs in = check_inputs(species, n_local, edge_index, edge_vectors);
+            pyinputs::EdgeInputs in = pyinputs::edge_inputs(species, n_local, edge_index, edge_vectors, e.ev->model().nelements());
             std::vector<double> energies(in.n_local), grad(3 * in.n_edges);
             std::vector<AtomResult> extras;
             {
