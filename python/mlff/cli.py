@@ -114,7 +114,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 #: modules that add their own subcommands through ``register(subparsers)``; each
 #: feature area owns its commands (data: label, training: train, lammps: plugin info)
-COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.ace.cli")
+COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.ace.cli", "mlff.pacemaker.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
