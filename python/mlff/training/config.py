@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..models import DEFAULT_MODEL_KIND, model_class
 
+#: ``model.kind`` of mlff's own ACE fit (routed to :mod:`mlff.ace.fit` by :func:`mlff.training.trainer.train`)
+ACE_FIT_KIND = "ace"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -117,11 +120,18 @@ class ModelConfig(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
+        if v == ACE_FIT_KIND:  # fitted by mlff.ace.fit (L-BFGS), not a gradient-trained network
+            return v
         model_class(v)
         return v
 
     @model_validator(mode="after")
     def _kind_options(self) -> "ModelConfig":
+        if self.kind == ACE_FIT_KIND:
+            from ..ace.fit.train import validate_ace_options
+
+            self.__pydantic_extra__ = validate_ace_options(self.__pydantic_extra__ or {})
+            return self
         options = model_class(self.kind).validate_options(self.__pydantic_extra__ or {})
         self.__pydantic_extra__ = options
         return self

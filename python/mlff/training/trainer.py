@@ -682,4 +682,8 @@ class Trainer:
 
 def train(cfg: TrainConfig, resume: bool = False) -> Dict[str, Any]:
     """Run a whole training (what `mlff train` does); returns the summary."""
+    if cfg.model.kind == "ace":  # mlff's own ACE fit: L-BFGS on the whole set, see mlff.ace.fit
+        from ..ace.fit.train import train_ace
+
+        return train_ace(cfg, resume=resume)
     return Trainer(cfg, resume=resume).fit()
