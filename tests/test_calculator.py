@@ -123,3 +123,112 @@ def test_torch_compile_matches_eager(make_model):
 def test_compile_refuses_torchscript(make_model_file):
     with pytest.raises(ValueError, match="eager model"):
         MLFFCalculator(make_model_file(), compile=True)
+
+
+def test_per_atom_stresses_equal_the_per_atom_formula(make_model):
+    """The vectorised per-atom stresses are the former per-atom loop's, bit for bit."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    from mlff.contract import evaluate
+    from mlff.neighbors import graph_from_atoms
+    from mlff.units import stress_from_virial
+
+    model = make_model()
+    atoms = _cu(2, 3)
+    atoms.set_cell(atoms.cell[:] + np.array([[0, 0.3, 0], [0, 0, 0.2], [0.1, 0, 0]]), scale_atoms=True)
+    atoms.calc = MLFFCalculator(model, compile=False)
+    stresses = atoms.get_stresses()
+    g = graph_from_atoms(atoms, model.cutoff, torch.float64, "cpu")
+    ev = [e.detach().requires_grad_(True) for e in g.edge_vectors()]
+    w = evaluate(model, g.atomic_numbers, g.edge_indices, ev, g.n_atoms)["atom_virial"].detach().numpy()
+    volume = atoms.get_volume()
+    expected = np.array([full_3x3_to_voigt_6_stress(stress_from_virial(x, volume)) for x in w])
+    assert stresses.shape == (len(atoms), 6)
+    assert np.array_equal(stresses, expected)
+
+
+def _count_compiles(monkeypatch):
+    calls = []
+    real = torch.compile
+
+    def spy(module, **kwargs):
+        calls.append(kwargs)
+        return real(module, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    return calls
+
+
+def test_auto_compile_waits_until_the_warm_up_is_repaid(make_model, monkeypatch):
+    """Default compile="auto": eager for the first AUTO_COMPILE_AFTER_ATOMS atoms, then
+    compiled, with forces equal to the eager model's at round-off."""
+    monkeypatch.setenv("MLFF_COMPILE_AFTER_ATOMS", "40")
+    calls = _count_compiles(monkeypatch)
+    atoms = _cu(2)  # 32 atoms: the first call stays eager, the second compiles
+    eager = atoms.copy()
+    eager.calc = MLFFCalculator(make_model(), compile=False)
+    atoms.calc = calc = MLFFCalculator(make_model())
+    f0 = atoms.get_forces()
+    assert not calc.compiled and calls == []
+    assert np.array_equal(f0, eager.get_forces())  # bit-identical while eager
+    for seed in (1, 2):
+        atoms.rattle(0.01, seed=seed)
+        eager.positions = atoms.positions
+        np.testing.assert_allclose(atoms.get_forces(), eager.get_forces(), atol=1e-9)
+        np.testing.assert_allclose(atoms.get_stresses(), eager.get_stresses(), atol=1e-11)
+    assert calc.compiled and len(calls) == 1
+
+
+def test_auto_compile_opt_outs_and_exclusions(make_model, make_model_file, monkeypatch):
+    monkeypatch.setenv("MLFF_COMPILE_AFTER_ATOMS", "0")
+    calls = _count_compiles(monkeypatch)
+
+    def calc_after_two_calls(spec, **kwargs):
+        atoms = _cu(1)
+        atoms.calc = calc = MLFFCalculator(spec, **kwargs)
+        atoms.get_forces()
+        atoms.rattle(0.01, seed=1)
+        atoms.get_forces()
+        return calc
+
+    assert not calc_after_two_calls(make_model(), compile=False).compiled
+    # TorchScript files cannot be torch.compile'd; "auto" leaves them as they are
+    assert not calc_after_two_calls(make_model_file()).compiled
+    monkeypatch.setenv("MLFF_NO_COMPILE", "1")
+    assert not calc_after_two_calls(make_model()).compiled
+    assert calls == []
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        MLFFCalculator(make_model(), compile="yes")
+
+
+def test_one_off_evaluation_is_never_compiled(make_model, monkeypatch):
+    monkeypatch.delenv("MLFF_COMPILE_AFTER_ATOMS", raising=False)
+    calls = _count_compiles(monkeypatch)
+    atoms = _cu(2)
+    atoms.calc = calc = MLFFCalculator(make_model())
+    atoms.get_potential_energy()
+    assert not calc.compiled and calls == []
+
+
+def test_auto_compile_failure_falls_back_to_eager(make_model, monkeypatch):
+    """A failing compilation (no C++ compiler, say) warns once and leaves the run eager."""
+    monkeypatch.setenv("MLFF_COMPILE_AFTER_ATOMS", "0")
+
+    def broken(module, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no working C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    atoms = _cu(1)
+    eager = atoms.copy()
+    eager.calc = MLFFCalculator(make_model(), compile=False)
+    atoms.calc = calc = MLFFCalculator(make_model())
+    with pytest.warns(RuntimeWarning, match="no working C.. compiler"):
+        forces = atoms.get_forces()
+    assert not calc.compiled
+    assert np.array_equal(forces, eager.get_forces())
+    atoms.rattle(0.01, seed=1)
+    eager.positions = atoms.positions
+    assert np.array_equal(atoms.get_forces(), eager.get_forces())

@@ -140,3 +140,225 @@ def format_rows(rows: List[Dict[str, float]]) -> str:
 
 def rows_to_json(rows) -> str:
     return json.dumps(rows, indent=1)
+
+
+# ---------------------------------------------------------------------- A/B measurements
+def _painn_from_file(path: str):
+    """The ``PaiNN`` class of a painn.py from another checkout (``git show REV:...``)."""
+    import importlib.util
+    import re
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    source = Path(path).read_text()
+    # the file's package-relative imports, made absolute so it loads beside this mlff
+    source = re.sub(r"^from \.\.(\w+)", r"from mlff.\1", source, flags=re.M)
+    source = re.sub(r"^from \.(\w+)", r"from mlff.models.\1", source, flags=re.M)
+    tmp = Path(tempfile.mkdtemp()) / "mlff_painn_ab.py"
+    tmp.write_text(source)
+    spec = importlib.util.spec_from_file_location("mlff_painn_ab", tmp)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mlff_painn_ab"] = module  # TorchScript resolves classes through sys.modules
+    spec.loader.exec_module(module)
+    return module.PaiNN
+
+
+def interleaved_raw(
+    models: Dict[str, torch.nn.Module], atoms: Atoms, cutoff: float, dtype, rounds: int
+) -> Dict[str, List[float]]:
+    """Seconds per raw step of each model, one step of each per round, order alternating
+    between rounds (so drift of a shared machine's load hits all models alike)."""
+    g = graph_from_atoms(atoms, cutoff, dtype, "cpu")
+    ev0 = [ev.detach() for ev in g.edge_vectors()]
+
+    def step(model):
+        ev = [e.clone().requires_grad_(True) for e in ev0]
+        with torch.jit.optimized_execution(False):
+            out = evaluate(model, g.atomic_numbers, g.edge_indices, ev, g.n_atoms)
+        out["forces"].sum().item()
+
+    for m in models.values():
+        step(m)
+    times: Dict[str, List[float]] = {k: [] for k in models}
+    names = list(models)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            step(models[k])
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def painn_ab(old_painn: str, sizes: Sequence[int], rounds: int, dtype: str = "float32", script: bool = True) -> List[str]:
+    """The bench PaiNN as written in ``old_painn`` (a painn.py) against this checkout's,
+    same weights, interleaved; each line also gives the largest force difference."""
+    import statistics
+
+    from .models import PaiNN
+
+    tdtype = getattr(torch, dtype)
+    new = default_bench_model(tdtype).eval()
+    old = _painn_from_file(old_painn)([29], cutoff=5.0, n_features=64, num_interactions=3).to(tdtype).eval()
+    old.load_state_dict(new.state_dict())
+    assert isinstance(new, PaiNN)
+    models = {"old": old, "new": new}
+    if script:
+        models = {k: torch.jit.script(m) for k, m in models.items()}
+    lines = []
+    for n in sizes:
+        atoms = cu_supercell(n)
+        g = graph_from_atoms(atoms, 5.0, tdtype, "cpu")
+        forces = []
+        for m in models.values():
+            ev = [e.detach().requires_grad_(True) for e in g.edge_vectors()]
+            forces.append(evaluate(m, g.atomic_numbers, g.edge_indices, ev, g.n_atoms)["forces"])
+        df = float((forces[0] - forces[1]).abs().max())
+        t = interleaved_raw(models, atoms, 5.0, tdtype, rounds)
+        ratios = [o / w for o, w in zip(t["old"], t["new"])]
+        lines.append(
+            f"{len(atoms)} atoms, {'TorchScript' if script else 'eager'} {dtype}: old {statistics.median(t['old']) * 1e3:.0f} ms, "
+            f"new {statistics.median(t['new']) * 1e3:.0f} ms; old/new per round "
+            f"{', '.join(f'{x:.2f}' for x in ratios)}; median {statistics.median(ratios):.2f}; max |dF| {df:.1e} eV/Å"
+        )
+    return lines
+
+
+#: glibc settings compared by ``python -m mlff.bench malloc`` (mallopt parameter: value)
+MALLOC_SETTINGS = {
+    "glibc": {},  # glibc's defaults (dynamic mmap threshold, 128 KiB trim)
+    "trim-1gib": {-3: 1 << 30, -1: 1 << 30, -2: 256 << 20},  # mlff before issue 14
+    "no-trim": {-3: 1 << 30, -1: -1, -2: 256 << 20},  # trimming off, 1 GiB mmap threshold
+    "mlff": {},  # what mlff.runtime.tune_allocator sets now
+}
+
+
+def malloc_step(setting: str, n_atoms: int, steps: int, n_features: int = 64) -> Dict[str, float]:
+    """Raw float32 step of the bench PaiNN in this process under one allocator setting.
+
+    Run each setting in a fresh process (with ``MLFF_NO_MALLOC_TUNING=1`` so nothing
+    else tunes), alternating: the heap's state is per process. Returns the median step,
+    CPU and system time per step, minor page faults per step and the peak RSS.
+    """
+    import ctypes
+    import ctypes.util
+    import resource
+
+    from .runtime import tune_allocator
+
+    if setting == "mlff":
+        if not tune_allocator():
+            raise RuntimeError("mlff's allocator settings could not be applied (unset MLFF_NO_MALLOC_TUNING)")
+    else:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        for param, value in MALLOC_SETTINGS[setting].items():
+            if not mallopt(param, value):
+                raise RuntimeError(f"mallopt({param}, {value}) failed")
+    from .models import PaiNN
+
+    torch.manual_seed(0)
+    model = PaiNN([29], cutoff=5.0, n_features=n_features, num_interactions=3).eval()
+    atoms = cu_supercell(n_atoms)
+    g = graph_from_atoms(atoms, 5.0, torch.float32, "cpu")
+    ev0 = [ev.detach() for ev in g.edge_vectors()]
+
+    def step():
+        ev = [e.clone().requires_grad_(True) for e in ev0]
+        out = evaluate(model, g.atomic_numbers, g.edge_indices, ev, g.n_atoms)
+        out["forces"].sum().item()
+
+    step()
+    times = []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return dict(
+        setting=setting, atoms=len(atoms), features=n_features, ms=float(np.median(times)) * 1e3,
+        cpu_ms=((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / steps * 1e3,
+        sys_ms=(r1.ru_stime - r0.ru_stime) / steps * 1e3, faults_per_step=(r1.ru_minflt - r0.ru_minflt) / steps,
+        peak_rss_gb=r1.ru_maxrss / 1024**2,
+    )
+
+
+def ase_compile_ab(sizes: Sequence[int], rounds: int, steps: int = 1, dtype: str = "float32") -> List[str]:
+    """VelocityVerlet in ASE with the bench PaiNN (in memory), ``compile=False`` against
+    the compiled model (what ``compile="auto"`` switches to), interleaved; the first
+    call's time is the warm-up (compilation) that the switch costs."""
+    import statistics
+
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from .calculator import MLFFCalculator
+
+    tdtype = getattr(torch, dtype)
+    lines = []
+    for n in sizes:
+        atoms = cu_supercell(n)
+        runs, first = {}, {}
+        for name, compile_ in (("eager", False), ("compiled", True)):
+            copy = atoms.copy()
+            copy.calc = MLFFCalculator(default_bench_model(tdtype), compile=compile_)
+            dyn = VelocityVerlet(copy, 1.0 * units.fs)
+            t0 = time.perf_counter()
+            dyn.run(0)  # the first force evaluation
+            first[name] = time.perf_counter() - t0
+            dyn.run(1)
+            runs[name] = dyn
+        times: Dict[str, List[float]] = {k: [] for k in runs}
+        for r in range(rounds):
+            for k in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+                t0 = time.perf_counter()
+                runs[k].run(steps)
+                times[k].append((time.perf_counter() - t0) / steps)
+        ratios = [e / c for e, c in zip(times["eager"], times["compiled"])]
+        lines.append(
+            f"{len(atoms)} atoms, ASE {dtype}: first call eager {first['eager']:.1f} s, compiled {first['compiled']:.1f} s; "
+            f"eager {statistics.median(times['eager']) * 1e3:.0f} ms/step, compiled "
+            f"{statistics.median(times['compiled']) * 1e3:.0f} ms/step; eager/compiled per round "
+            f"{', '.join(f'{x:.2f}' for x in ratios)}; median {statistics.median(ratios):.2f}"
+        )
+    return lines
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mlff.bench", description="A/B measurements of the raw PaiNN step")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ab = sub.add_parser("ab", help="this checkout's PaiNN against another painn.py, interleaved")
+    ab.add_argument("old_painn", help="painn.py of the other version, e.g. from `git show REV:python/mlff/models/painn.py`")
+    ab.add_argument("--sizes", type=int, nargs="+", default=[864, 4000])
+    ab.add_argument("--rounds", type=int, default=5)
+    ab.add_argument("--dtype", default="float32")
+    ab.add_argument("--eager", action="store_true", help="time the eager modules instead of TorchScript")
+    ac = sub.add_parser("ase-compile", help="ASE MD steps, eager against compiled, interleaved")
+    ac.add_argument("--sizes", type=int, nargs="+", default=[864, 4000])
+    ac.add_argument("--rounds", type=int, default=4)
+    ac.add_argument("--steps", type=int, default=1)
+    mm = sub.add_parser("malloc", help="one raw step timing under one glibc allocator setting (JSON)")
+    mm.add_argument("setting", choices=sorted(MALLOC_SETTINGS))
+    mm.add_argument("atoms", type=int)
+    mm.add_argument("--steps", type=int, default=3)
+    mm.add_argument("--features", type=int, default=64)
+    args = p.parse_args(argv)
+    if args.cmd == "malloc":
+        print(json.dumps(malloc_step(args.setting, args.atoms, args.steps, args.features)), flush=True)
+        return
+    from .runtime import tune_allocator
+
+    tune_allocator()
+    if args.cmd == "ase-compile":
+        for line in ase_compile_ab(args.sizes, args.rounds, args.steps):
+            print(line, flush=True)
+        return
+    for line in painn_ab(args.old_painn, args.sizes, args.rounds, args.dtype, script=not args.eager):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    _main()

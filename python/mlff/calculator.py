@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -18,6 +19,25 @@ from .runtime import tune_allocator
 from .units import stress_from_virial
 
 _BASE_PROPERTIES = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+
+#: Model kinds that ``compile="auto"`` compiles: those whose torch.compile speed-up and
+#: warm-up were measured (BENCHMARKS.md, "Faster student (issue 14)"). Others stay eager.
+AUTO_COMPILE_KINDS = frozenset({"painn"})
+
+#: ``compile="auto"`` compiles once the calculator has evaluated more than this many
+#: atoms in all (summed over calls). The count, not a clock, decides, so a rerun switches
+#: at the same step. Sized so the eager steps before the switch cost about one
+#: compilation (ski rental: never worse than 2x the better choice made in hindsight):
+#: measured on one thread, the 864-atom PaiNN compiles in ~46 s and runs eager at
+#: ~460 us/atom-step, 2.3x slower than compiled, so 100k atoms is ~46 s of eager steps
+#: (116 steps at 864 atoms, 25 at 4000). See BENCHMARKS.md, "Faster student (issue 14)".
+#: ``MLFF_COMPILE_AFTER_ATOMS`` overrides it.
+AUTO_COMPILE_AFTER_ATOMS = 100_000
+
+
+def _auto_compile_threshold() -> int:
+    value = os.environ.get("MLFF_COMPILE_AFTER_ATOMS")
+    return AUTO_COMPILE_AFTER_ATOMS if value is None else int(value)
 
 
 def _engine_dtype(dtype: Union[torch.dtype, str, None]) -> Optional[torch.dtype]:
@@ -48,8 +68,17 @@ class MLFFCalculator(Calculator):
     ``activeset`` (a ``.asi`` file, with the B-basis ``.yaml``) adds the per-atom output
     ``extrapolation_grade``.
 
-    ``compile=True`` wraps an eager module in ``torch.compile`` (TorchScript modules are
-    already compiled). ``jit_optimize`` turns on TorchScript's graph-executor
+    ``compile`` chooses torch.compile (inductor, dynamic shapes) for eager modules
+    (checkpoints and ``nn.Module``; a TorchScript ``.pt`` cannot be compiled this way).
+    The default ``"auto"`` compiles on CPU, for the model kinds in ``AUTO_COMPILE_KINDS``,
+    once the calculator has evaluated more than ``AUTO_COMPILE_AFTER_ATOMS`` (100k) atoms
+    in all: an MD run or optimisation pays the warm-up (~45 s) once and then runs about
+    2.3x faster, while one-off evaluations never pay it. After the switch, numbers differ
+    from the eager model's at float round-off (1e-6 eV/Å in float32). ``compile=False``
+    (or ``MLFF_NO_COMPILE=1``) keeps the eager model, bit-identical to the in-memory one;
+    ``compile=True`` compiles from the first call. If compilation fails (no C++
+    compiler, an unsupported operation) under ``"auto"``, the calculator warns once and
+    stays eager. ``jit_optimize`` turns on TorchScript's graph-executor
     optimisations; they are off by default because its symbolic autodiff changes forces
     in the last bit, and off the results are bit-identical to the in-memory model.
     """
@@ -61,7 +90,7 @@ class MLFFCalculator(Calculator):
         model: ModelSpec,
         device: str = "cpu",
         dtype: Optional[torch.dtype | str] = None,
-        compile: bool = False,
+        compile: Union[bool, str] = "auto",
         jit_optimize: bool = False,
         charge: Optional[float] = None,
         fidelity: Union[int, str, None] = None,
@@ -82,11 +111,27 @@ class MLFFCalculator(Calculator):
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
-        if compile:
-            if isinstance(module, torch.jit.ScriptModule):
+        if compile not in (True, False, "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        scripted = isinstance(module, torch.jit.ScriptModule)
+        self._eager_module = module
+        if compile is True:
+            if scripted:
                 raise ValueError("compile=True needs an eager model or checkpoint, not a TorchScript file")
             module = torch.compile(module, dynamic=True)
         self.module = module
+        # compile="auto": only where the warm-up is repaid (CPU MD loops of measured kinds);
+        # GPUs get AOTInductor .pt2 files instead (issue 14, item 1)
+        self._auto_compile = (
+            compile == "auto"
+            and not scripted
+            and self.device.type == "cpu"
+            and meta.kind in AUTO_COMPILE_KINDS
+            and not os.environ.get("MLFF_NO_COMPILE")
+        )
+        self._atoms_evaluated = 0
+        self._compile_threshold = _auto_compile_threshold() if self._auto_compile else 0
+        self._first_auto_compiled_call = False
         self.jit_optimize = jit_optimize
         self.cutoffs = meta.list_cutoffs
         self.cutoff = meta.cutoff
@@ -129,11 +174,33 @@ class MLFFCalculator(Calculator):
             system = {**system, **self._geometry(atoms_list, batch is not None)}
         edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
         self._check_close_contacts(edge_vectors[0])
-        with torch.jit.optimized_execution(self.jit_optimize):
-            out = evaluate(
-                self.module, graph.atomic_numbers, graph.edge_indices, edge_vectors, graph.n_atoms,
-                system, compute_virial=True,
-            )
+        self._maybe_compile(graph.n_atoms)
+
+        def run(module):
+            with torch.jit.optimized_execution(self.jit_optimize):
+                return evaluate(
+                    module, graph.atomic_numbers, graph.edge_indices, edge_vectors, graph.n_atoms,
+                    system, compute_virial=True,
+                )
+
+        if self._first_auto_compiled_call:
+            # compilation happens inside this call; a failure there must not end an MD run
+            # that the user never asked to compile
+            self._first_auto_compiled_call = False
+            try:
+                out = run(self.module)
+            except Exception as exc:  # inductor raises many types (missing compiler, lowering)
+                self.module = self._eager_module
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {exc}); continuing with the eager "
+                    "model (pass compile=False or set MLFF_NO_COMPILE=1 to skip the attempt)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                edge_vectors = [ev.detach().requires_grad_(True) for ev in graph.edge_vectors()]
+                out = run(self.module)
+        else:
+            out = run(self.module)
         self.n_calls += 1
         energies = out["energies"].detach()
         forces = out["forces"].detach()
@@ -153,8 +220,10 @@ class MLFFCalculator(Calculator):
                 volume = a.get_volume()
                 virial = atom_virial[sl].sum(0)
                 res["stress"] = full_3x3_to_voigt_6_stress(stress_from_virial(virial, volume).cpu().numpy())
-                res["stresses"] = np.array(
-                    [full_3x3_to_voigt_6_stress(stress_from_virial(w, volume)) for w in atom_virial[sl].cpu().numpy()]
+                # one batched numpy expression, the same element-wise operations as the former
+                # per-atom loop (bit-identical), without ~4 ms of Python at 864 atoms
+                res["stresses"] = np.ascontiguousarray(
+                    full_3x3_to_voigt_6_stress(stress_from_virial(atom_virial[sl].cpu().numpy(), volume))
                 )
             for spec in self.extra_outputs:
                 value = out[spec.name].detach()
@@ -165,6 +234,20 @@ class MLFFCalculator(Calculator):
             res["free_energy"] = res["energy"]
             results.append(res)
         return results
+
+    @property
+    def compiled(self) -> bool:
+        """Whether evaluations now run through torch.compile."""
+        return self.module is not self._eager_module
+
+    def _maybe_compile(self, n_atoms: int) -> None:
+        if not self._auto_compile:
+            return
+        self._atoms_evaluated += n_atoms
+        if self._atoms_evaluated > self._compile_threshold:
+            self._auto_compile = False
+            self.module = torch.compile(self._eager_module, dynamic=True)
+            self._first_auto_compiled_call = True
 
     def _geometry(self, atoms_list: Sequence[Atoms], batched: bool) -> Dict[str, torch.Tensor]:
         """``system["positions"]`` (wrapped into the cell) and ``system["cell"]`` ([B, 3, 3]

@@ -40,13 +40,21 @@ def _is_bbasis(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in (".yaml", ".yml")
 
 
+class ACEFormatError(MLFFModelError, ValueError):
+    """A malformed ACE file (the message names the file, the line and the key): a model
+    error like any unreadable model file, and a ``ValueError`` like the core's own."""
+
+
 def load_potential(path: str | os.PathLike):
     """The file as the core's C-tilde ``Model`` (a B-basis .yaml is expanded); a malformed
-    file raises ``ValueError`` naming the line and the key."""
+    file raises :class:`ACEFormatError` naming the line and the key."""
     _ace = _native()
-    if _is_bbasis(path):
-        return _ace.BBasis.load(str(path)).energy_model
-    return _ace.Model.load(str(path))
+    try:
+        if _is_bbasis(path):
+            return _ace.BBasis.load(str(path)).energy_model
+        return _ace.Model.load(str(path))
+    except _ace.FormatError as exc:
+        raise ACEFormatError(str(exc)) from exc
 
 
 def load_grade(path: str | os.PathLike, activeset: str | os.PathLike) -> Any:
@@ -58,7 +66,10 @@ def load_grade(path: str | os.PathLike, activeset: str | os.PathLike) -> Any:
             f"was made for (pacemaker's output_potential.yaml), not {path}: a .yace/.ace file merges the "
             "B functions whose projections the grade uses"
         )
-    return _ace.GradeEvaluator(_ace.BBasis.load(str(path)), _ace.ActiveSet.load(str(activeset)))
+    try:
+        return _ace.GradeEvaluator(_ace.BBasis.load(str(path)), _ace.ActiveSet.load(str(activeset)))
+    except _ace.FormatError as exc:
+        raise ACEFormatError(str(exc)) from exc
 
 
 def _atomic_numbers(symbols: List[str], where: str) -> List[int]:

@@ -45,15 +45,28 @@ class _Interaction(nn.Module):
         rbf: torch.Tensor,
         fc: torch.Tensor,
         unit: torch.Tensor,
+        first: bool = False,
     ):
+        # The step is memory-bound on [E, 3, F] edge tensors (issue 14: 44 % broadcast
+        # multiplies, 12 % index_add, 7 % gathers); the changes below drop or speed up
+        # passes over edge tensors and keep the arithmetic, and the numbers, unchanged.
+        # ``first`` says v is the zero tensor (the first layer).
         f = self.n_features
         i = edge_index[0]
         j = edge_index[1]
+        # index_select rather than x[j]: the same rows, but its backward is a plain
+        # index_add instead of advanced indexing's slower accumulate-put
         # fc multiplies after the filter's bias so edges past the cutoff carry nothing
-        x = self.phi(s)[j] * (self.filter(rbf) * fc.unsqueeze(1))
+        x = torch.index_select(self.phi(s), 0, j) * (self.filter(rbf) * fc.unsqueeze(1))
         xs, xvv, xvs = torch.split(x, f, dim=-1)
-        dv_edge = xvv.unsqueeze(1) * v[j] + xvs.unsqueeze(1) * unit.unsqueeze(2)
-        s = s.index_add(0, i, xs)
+        dv_edge = xvs.unsqueeze(1) * unit.unsqueeze(2)
+        if not first:
+            # v is exactly zero entering the first layer, so this term is skipped there
+            # (adding +0 changes no bits, and IEEE addition commutes)
+            dv_edge = xvv.unsqueeze(1) * torch.index_select(v, 0, j) + dv_edge
+        # xs is a strided column slice of x; index_add on a contiguous copy is faster
+        # than on the view (its rows are 3F apart), in the forward and the backward
+        s = s.index_add(0, i, xs.contiguous())
         v = v.index_add(0, i, dv_edge)
 
         uv = self.U(v)
@@ -198,7 +211,7 @@ class PaiNN(MLFFModel, nn.Module):
 
         s = self.embedding(idx).to(dtype)
         v = torch.zeros((n_atoms, 3, s.shape[1]), dtype=dtype, device=s.device)
-        for block in self.interactions:
-            s, v = block(s, v, edge_index, rbf, fc, unit)
+        for n, block in enumerate(self.interactions):
+            s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
         energies = self.readout(s).squeeze(-1) * self.scale + self.atomic_energies[idx]
         return {"energies": energies}
