@@ -91,3 +91,31 @@ def water_box(n_side: int = 2, seed: int = 0) -> Atoms:
                 atoms += m
     atoms.wrap()
     return atoms
+
+
+def energy_finite_differences(energy, atoms: Atoms, atoms_to_move, h: float = 1e-5):
+    """Central differences of ``energy(atoms)``: forces of ``atoms_to_move`` and, for a
+    cell periodic in all directions, the stress (None otherwise)."""
+    forces = np.zeros((len(atoms_to_move), 3))
+    for row, i in enumerate(atoms_to_move):
+        for c in range(3):
+            vals = []
+            for sign in (1, -1):
+                a = atoms.copy()
+                a.positions[i, c] += sign * h
+                vals.append(energy(a))
+            forces[row, c] = -(vals[0] - vals[1]) / (2 * h)
+    if not atoms.pbc.all():
+        return forces, None
+    stress = np.zeros((3, 3))
+    for a_ in range(3):
+        for b in range(3):
+            vals = []
+            for sign in (1, -1):
+                strain = np.eye(3)
+                strain[a_, b] += sign * h
+                a = atoms.copy()
+                a.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
+                vals.append(energy(a))
+            stress[a_, b] = (vals[0] - vals[1]) / (2 * h) / atoms.get_volume()
+    return forces, stress

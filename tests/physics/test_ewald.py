@@ -19,7 +19,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from torch import nn
 
-from physics_helpers import water_box
+from physics_helpers import energy_finite_differences, water_box
 
 import mlff
 from mlff.contract import MLFFModelError, evaluate, make_system, wrapped_positions
@@ -172,27 +172,7 @@ def finite_differences(model, atoms: Atoms, cutoffs, atoms_to_move, h: float = 1
     def energy(a):
         return run(model, a, cutoffs, skin=1.0, topo=topo)[0].sum()
 
-    forces = np.zeros((len(atoms_to_move), 3))
-    for row, i in enumerate(atoms_to_move):
-        for c in range(3):
-            vals = []
-            for sign in (1, -1):
-                a = atoms.copy()
-                a.positions[i, c] += sign * h
-                vals.append(energy(a))
-            forces[row, c] = -(vals[0] - vals[1]) / (2 * h)
-    stress = np.zeros((3, 3))
-    for a_ in range(3):
-        for b in range(3):
-            vals = []
-            for sign in (1, -1):
-                strain = np.eye(3)
-                strain[a_, b] += sign * h
-                a = atoms.copy()
-                a.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
-                vals.append(energy(a))
-            stress[a_, b] = (vals[0] - vals[1]) / (2 * h) / atoms.get_volume()
-    return forces, stress
+    return energy_finite_differences(energy, atoms, atoms_to_move, h)
 
 
 # ----------------------------------------------------------------------------- vs LAMMPS

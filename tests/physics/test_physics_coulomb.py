@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from torch import nn
 
-from physics_helpers import lammps_job, run_lammps, water_box
+from physics_helpers import energy_finite_differences, lammps_job, run_lammps, water_box
 
 from mlff.contract import derive_from_energies, evaluate
 from mlff.neighbors import neighbor_list
@@ -74,29 +74,7 @@ def finite_differences(model, atoms: Atoms, cutoffs, atoms_to_move, h: float = 1
     def energy(a):
         return run(model, a, cutoffs, skin=1.0, topo=topo)[0].sum()
 
-    forces = np.zeros((len(atoms_to_move), 3))
-    for row, i in enumerate(atoms_to_move):
-        for c in range(3):
-            vals = []
-            for sign in (1, -1):
-                a = atoms.copy()
-                a.positions[i, c] += sign * h
-                vals.append(energy(a))
-            forces[row, c] = -(vals[0] - vals[1]) / (2 * h)
-    if not atoms.pbc.all():
-        return forces, None
-    stress = np.zeros((3, 3))
-    for a_ in range(3):
-        for b in range(3):
-            vals = []
-            for sign in (1, -1):
-                strain = np.eye(3)
-                strain[a_, b] += sign * h
-                a = atoms.copy()
-                a.set_cell(atoms.cell[:] @ strain, scale_atoms=True)
-                vals.append(energy(a))
-            stress[a_, b] = (vals[0] - vals[1]) / (2 * h) / atoms.get_volume()
-    return forces, stress
+    return energy_finite_differences(energy, atoms, atoms_to_move, h)
 
 
 def evaluate_forces(energies: torch.Tensor, ei: torch.Tensor, vec: torch.Tensor, n: int) -> np.ndarray:

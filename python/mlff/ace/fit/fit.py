@@ -705,10 +705,12 @@ def fit_ace(
     final_count = len(final.all_functions())
     history: List[Dict[str, Any]] = []
     n_eval = 0
-    current: Optional[ACEBasis] = None
-    if opts.ladder_step is None:
-        current = final
-        model = ACEFitModel(current, e0)
+
+    def fit_stage(basis: ACEBasis, stage: int) -> "ACEFitModel":
+        """One fit of ``basis`` (the whole basis, or one ladder step warm-started by the
+        growth of the previous one)."""
+        nonlocal n_eval
+        model = ACEFitModel(basis, e0)
         model.seed_zero_densities(rng)
         obj = _Objective(model, batch, target, weights, opts)
         x0 = model.pack(opts.fit_radial)
@@ -717,8 +719,13 @@ def fit_ace(
         x = _minimize(obj, x0, opts.maxiter, opts.fit_radial)
         model.store(*model.unpack(torch.from_numpy(x), opts.fit_radial))
         n_eval += obj.n_eval
-        history.append(dict(stage=0, functions=final_count, loss=float(obj.loss(torch.from_numpy(x))[0].detach()),
-                            evaluations=obj.n_eval))
+        history.append(dict(stage=stage, functions=len(basis.all_functions()),
+                            loss=float(obj.loss(torch.from_numpy(x))[0].detach()), evaluations=obj.n_eval))
+        return model
+
+    if opts.ladder_step is None:
+        current = final
+        model = fit_stage(current, 0)
     else:
         current = empty_like(final)
         stage = 0
@@ -728,17 +735,7 @@ def fit_ace(
             current, grown = extend_basis(current, final, step, opts.ladder_type)
             if not grown:
                 break
-            model = ACEFitModel(current, e0)
-            model.seed_zero_densities(rng)
-            obj = _Objective(model, batch, target, weights, opts)
-            x0 = model.pack(opts.fit_radial)
-            if opts.linear_start:
-                x0 = _linear_start(obj, x0)
-            x = _minimize(obj, x0, opts.maxiter, opts.fit_radial)
-            model.store(*model.unpack(torch.from_numpy(x), opts.fit_radial))
-            n_eval += obj.n_eval
-            history.append(dict(stage=stage, functions=len(current.all_functions()),
-                                loss=float(obj.loss(torch.from_numpy(x))[0].detach()), evaluations=obj.n_eval))
+            model = fit_stage(current, stage)
             log.info("ACE ladder stage %d: %d functions, loss %.6g", stage, history[-1]["functions"],
                      history[-1]["loss"])
             stage += 1
