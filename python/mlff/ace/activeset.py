@@ -21,6 +21,7 @@ import zipfile
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from ..atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
@@ -176,10 +177,11 @@ def save_active_set(path: str | os.PathLike, inverses: Mapping[str, np.ndarray])
         if a.ndim != 2 or a.shape[0] != a.shape[1]:
             raise ActiveSetError(f"{el}: an inverted active set is a square matrix, got shape {a.shape}")
         arrays[str(el)] = a
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)  # atomic: a resumable workflow never sees half a file
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a handle: np.savez would append .npz to a path
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)  # a resumable workflow never sees half a file
 
 
 def load_active_set(path: str | os.PathLike) -> Dict[str, np.ndarray]:

@@ -92,15 +92,20 @@ def contract_info(model: Any, source: str = "ACE potential", grade: bool = False
 
     ACE is local: one neighbour list at the largest bond cutoff, reach = range = rcut.
     """
-    elements = _atomic_numbers(list(model.elements), source)
-    rcut = float(model.cutoff)
-    info = {
+    return ace_contract_info(_atomic_numbers(list(model.elements), source), float(model.cutoff), model.summary(),
+                             grade)
+
+
+def ace_contract_info(elements: List[int], rcut: float, summary: Dict[str, Any], grade: bool = False) -> Dict[str, Any]:
+    """The one description of an ACE potential under the contract (native core and
+    TorchScript module alike, so both give the same contract key)."""
+    info: Dict[str, Any] = {
         "kind": ACE_KIND,
-        "elements": elements,
+        "elements": list(elements),
         "neighbor_lists": [{"name": ACE_LIST, "cutoff": rcut, "reach": rcut}],
         "num_interactions": 1,
         "interaction_range": rcut,
-        "hyperparameters": {"ace": _jsonable(model.summary())},
+        "hyperparameters": {"ace": _jsonable(summary)},
     }
     if grade:
         info["outputs"] = [GRADE_OUTPUT]

@@ -888,15 +888,9 @@ class ACEModule(torch.nn.Module):
         The same description as the native core's (:func:`mlff.ace.potential.contract_info`),
         so both paths give one contract key: ACE is local (one layer), range = reach = rcut.
         """
-        return dict(
-            kind=self.kind,
-            elements=list(self.elements),
-            neighbor_lists=[{"name": LIST_NAME, "cutoff": self.cutoff, "reach": self.cutoff}],
-            num_interactions=1,
-            interaction_range=self.cutoff,
-            locality="local",
-            hyperparameters={"ace": dict(self._summary)},
-        )
+        from .potential import ace_contract_info
+
+        return ace_contract_info(list(self.elements), float(self.cutoff), dict(self._summary))
 
     def summary(self) -> Dict[str, Any]:
         """Basis size, radial types, cutoffs (what ``mlff info`` shows for an ACE model)."""

@@ -53,6 +53,7 @@ from .basis import (
     to_bbasis_yaml,
 )
 from .yace_writer import write_yace
+from ...atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -750,7 +751,8 @@ def fit_ace(
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "output_potential.yaml").write_text(to_bbasis_yaml(current))
+        bbasis_text = to_bbasis_yaml(current)
+        atomic_write(out / "output_potential.yaml", lambda tmp: Path(tmp).write_text(bbasis_text))
         files["yaml"] = str(out / "output_potential.yaml")
         write_yace(model_dict, out / "output_potential.yace")
         files["yace"] = str(out / "output_potential.yace")
@@ -769,15 +771,15 @@ def fit_ace(
             except (ActiveSetError, np.linalg.LinAlgError, ValueError) as exc:
                 log.warning("ACE fit: no active set written: %s", exc)
                 files["asi_error"] = str(exc)
-        with open(out / "log.csv", "w") as fh:
-            fh.write("stage,functions,loss,evaluations\n")
-            for h in history:
-                fh.write(f"{h['stage']},{h['functions']},{h['loss']!r},{h['evaluations']}\n")
+        log_text = "stage,functions,loss,evaluations\n" + "".join(
+            f"{h['stage']},{h['functions']},{h['loss']!r},{h['evaluations']}\n" for h in history)
+        atomic_write(out / "log.csv", lambda tmp: Path(tmp).write_text(log_text))
         files["log"] = str(out / "log.csv")
         summary = dict(metrics=metrics, e0=e0, history=history, fit_time_s=fit_time,
                        functions=current.num_functions(), count_by_rank=current.count_by_rank(),
                        n_evaluations=n_eval)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        summary_text = json.dumps(summary, indent=2)
+        atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(summary_text))
         files["metrics"] = str(out / "metrics.json")
         if plots:
             from ...training.plots import parity_plot

@@ -10,10 +10,14 @@ written file evaluates exactly as the model it came from.
 
 from __future__ import annotations
 
+from ...atomic import atomic_write
+
 import os
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from ...atomic import atomic_write
 
 
 def _num(x: Any) -> str:
@@ -98,10 +102,7 @@ def write_yace(model: Any, path: "str | os.PathLike[str]") -> None:
     d = model.to_dict() if hasattr(model, "to_dict") else model
     text = yace_text(d)
     _ace.Model.from_text(text, os.fspath(path))  # raises a FormatError on a malformed file
-    tmp = os.fspath(path) + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 __all__ = ["yace_text", "write_yace"]
