@@ -107,3 +107,35 @@ def fitted_cu_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fitted") / "cu_emt.pt"
     export_model(quick_fit_to_emt(), path, provenance={"teacher": "EMT", "purpose": "tests"})
     return path
+
+
+@pytest.fixture(scope="session")
+def committee_members(make_model_file):
+    """Three untrained Cu PaiNN students of different cutoffs and depths (float64)."""
+    return [
+        make_model_file(elements=(29,), cutoff=4.0, num_interactions=2, seed=11),
+        make_model_file(elements=(29,), cutoff=4.5, num_interactions=1, seed=12),
+        make_model_file(elements=(29,), cutoff=4.0, num_interactions=3, seed=13),
+    ]
+
+
+@pytest.fixture(scope="session")
+def committee_file(committee_members, tmp_path_factory):
+    """Their committee (``mlff ensemble``): lists 4 and 4.5 Å, interaction range 12 Å."""
+    from mlff.uncertainty import build_committee
+
+    path = tmp_path_factory.mktemp("committee") / "committee.pt"
+    build_committee(committee_members, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def light_committee_file(make_model_file, tmp_path_factory):
+    """A committee of two one-hop members (4 and 4.5 Å): a thin ghost shell, for MD tests."""
+    from mlff.uncertainty import build_committee
+
+    members = [make_model_file(elements=(29,), cutoff=4.0, num_interactions=1, seed=21),
+               make_model_file(elements=(29,), cutoff=4.5, num_interactions=1, seed=22)]
+    path = tmp_path_factory.mktemp("committee") / "light_committee.pt"
+    build_committee(members, path)
+    return path

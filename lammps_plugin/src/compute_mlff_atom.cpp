@@ -39,7 +39,11 @@ void ComputeMLFFAtom::init()
   if (column_ < 0) {
     std::string have;
     for (const auto &o : pair_->model().outputs)
-      if (o.per_atom) have += " " + o.name;
+      if (o.per_atom && o.width == 1) have += " " + o.name;
+    const mlff_lmp::OutputInfo *vec = pair_->model().output(name_);
+    if (vec && vec->per_atom)
+      error->all(FLERR, "compute mlff/atom: '{}' has {} numbers per atom (partial member values); the "
+                        "compute shows per-atom scalars:{}", name_, vec->width, have);
     error->all(FLERR, "compute mlff/atom: model {} has no per-atom output '{}'; it has:{}",
                pair_->model().path, name_, have.empty() ? " none (energies only: use compute pe/atom)" : have);
   }
@@ -48,10 +52,10 @@ void ComputeMLFFAtom::init()
 void ComputeMLFFAtom::compute_peratom()
 {
   invoked_peratom = update->ntimestep;
-  // with gamma_every N the outputs exist on multiples of N only
+  // with gamma_every/outputs_every N the outputs exist on multiples of N only
   if (pair_->last_output_step() != update->ntimestep && pair_->last_compute_step() == update->ntimestep)
     error->all(FLERR,
-               "compute mlff/atom: pair mlff computes '{}' every {} steps (gamma_every), not on "
+               "compute mlff/atom: pair mlff computes '{}' every {} steps (gamma_every/outputs_every), not on "
                "step {}; use the compute on multiples of {} (e.g. 'dump ... {} ...', "
                "'fix halt {} ...')",
                name_, pair_->output_every(), update->ntimestep, pair_->output_every(),

@@ -48,7 +48,9 @@ struct Graph {
 struct Result {
   std::vector<double> energies;                 // [n_local] eV
   std::vector<std::vector<double>> edge_grad;   // per list [3 * E] dE/dr_ij in eV/Angstrom
-  // named outputs the caller asked for: per-atom ones [n_local], global ones [1]
+  // named outputs the caller asked for (only when graph.want_outputs): per-atom ones
+  // [n_local * width], partial per-atom ones [n_nodes * width] (ghosts' values belong to
+  // their owners), global ones [width]
   std::map<std::string, std::vector<double>> outputs;
   // with geometry inputs: dE/d(positions) [3 * n_nodes] and dE/d(cell) [9] in eV/Angstrom;
   // the caller adds F_i -= dE/dpos_i and W -= sum pos (x) dE/dpos + sum h_k (x) dE/dh_k
@@ -63,6 +65,14 @@ class Reducer {
   virtual void sum(double *data, int n) = 0;
 };
 
+// A named output the model returns (python/mlff/contract.py OutputSpec).
+struct OutputRequest {
+  std::string name;
+  bool per_atom = true;
+  int width = 1;           // numbers per atom (per-atom) or in all (global)
+  bool partial = false;    // per-atom: values on every node, ghosts included
+};
+
 // What the backend needs to know about the model beyond the file itself.
 struct BackendOptions {
   std::string dtype;                       // float32 | float64
@@ -71,7 +81,7 @@ struct BackendOptions {
   int local_rank = 0;
   int contract_version = 2;                // 1: forward(z, edge_index, edge_vectors, n_local)
   std::string contract_key;                // must equal the module's mlff_contract_key (v2)
-  std::vector<std::string> outputs;        // named outputs to return (besides energies)
+  std::vector<OutputRequest> outputs;      // named outputs to return (besides energies)
   int global_sums = 0;                     // K whole-system sums (model.global_sums)
 };
 

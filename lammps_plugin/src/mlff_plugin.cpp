@@ -4,6 +4,7 @@
  * src/lammpsplugin.h, stable since 2021) is declared here.
  */
 #include "compute_mlff_atom.h"
+#include "fix_mlff_extrapolation.h"
 #include "pair_mlff.h"
 
 #include "build_info.h"
@@ -46,6 +47,11 @@ static Compute *mlff_atom_creator(LAMMPS *lmp, int argc, char **argv)
   return new ComputeMLFFAtom(lmp, argc, argv);
 }
 
+static Fix *mlff_extrapolation_creator(LAMMPS *lmp, int argc, char **argv)
+{
+  return new FixMLFFExtrapolation(lmp, argc, argv);
+}
+
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
   // the pair style shares C++ classes with LAMMPS: in another LAMMPS version their
@@ -75,5 +81,11 @@ void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
   plugin.name = "mlff/atom";
   plugin.info = "per-atom outputs of the pair_style mlff model v" MLFF_VERSION;
   plugin.creator.v2 = (lammpsplugin_factory2 *) &mlff_atom_creator;
+  (*register_plugin)(&plugin, lmp);
+
+  plugin.style = "fix";
+  plugin.name = "mlff/extrapolation";
+  plugin.info = "trust-window queue of uncertain frames for pair_style mlff v" MLFF_VERSION;
+  plugin.creator.v2 = (lammpsplugin_factory2 *) &mlff_extrapolation_creator;
   (*register_plugin)(&plugin, lmp);
 }

@@ -231,9 +231,28 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
         info.lists.push_back(list);
       }
       for (const auto &o : meta.at("outputs")) {
-        OutputInfo out{o.at("name").get<std::string>(), o.value("per_atom", true),
-                       o.value("unit", std::string())};
+        OutputInfo out;
+        out.name = o.at("name").get<std::string>();
+        out.per_atom = o.value("per_atom", true);
+        out.unit = o.value("unit", std::string());
+        const auto shape = o.value("shape", std::vector<int>());
+        for (int d : shape) {
+          if (d < 1) throw std::runtime_error("declares output '" + out.name + "' with a non-positive dimension");
+          out.width *= d;
+        }
+        out.members = shape.empty() ? 0 : shape.front();
+        out.partial = o.value("partial", false);
+        if (o.contains("derived_from") && !o.at("derived_from").is_null())
+          out.derived_from = o.at("derived_from").get<std::string>();
         if (out.name != "energies") info.outputs.push_back(out);
+      }
+      for (const auto &out : info.outputs) {
+        if (!out.derived()) continue;
+        const OutputInfo *src = info.output(out.derived_from);
+        if (!src || !src->partial || src->members < 1 || src->derived() || src->per_atom != out.per_atom ||
+            out.width != 1)
+          throw std::runtime_error("declares output '" + out.name + "' derived from '" + out.derived_from +
+                                   "', which is not a partial member output of the model");
       }
       info.fidelities = meta.value("fidelities", std::vector<std::string>());
       info.uses_charge = meta.value("uses_charge", false);

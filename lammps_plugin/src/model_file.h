@@ -27,6 +27,11 @@ struct OutputInfo {
   std::string name;
   bool per_atom = true;
   std::string unit;
+  int width = 1;               // numbers per atom (per-atom) or in all (global): prod(shape)
+  int members = 0;             // shape[0] (a member axis) when the shape is not empty
+  bool partial = false;        // ghosts' values go to their owners, ranks' values add
+  std::string derived_from;    // computed here by member_deviation from this partial output
+  bool derived() const { return !derived_from.empty(); }
 };
 
 struct ModelInfo {

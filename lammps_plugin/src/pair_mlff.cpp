@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <map>
 
 using namespace LAMMPS_NS;
 
@@ -70,6 +71,8 @@ PairMLFF::~PairMLFF()
     memory->destroy(cutghost);
   }
   memory->destroy(peratom_out_);
+  memory->destroy(partial_atom_);
+  memory->destroy(pvector);
 }
 
 double PairMLFF::memory_usage()
@@ -155,6 +158,7 @@ void PairMLFF::settings(int narg, char **arg)
   std::string device = "cpu", fidelity;
   mlff_lmp::AceOptions ace_options;
   output_every_ = 1;
+  every_keyword_.clear();
   bool have_charge = false;
   double charge = 0.0;
   force_ghost_mode_ = false;
@@ -178,15 +182,15 @@ void PairMLFF::settings(int narg, char **arg)
       fidelity = val;
     } else if (key == "activeset") {
       ace_options.activeset = val;
-    } else if (key == "gamma_every") {
+    } else if (key == "gamma_every" || key == "outputs_every") {
       output_every_ = utils::inumeric(FLERR, val, false, lmp);
       if (output_every_ < 1)
-        error->all(FLERR, "pair_style mlff: gamma_every must be a positive number of steps, not {}",
-                   val);
+        error->all(FLERR, "pair_style mlff: {} must be a positive number of steps, not {}", key, val);
+      every_keyword_ = key;
     } else {
       error->all(FLERR,
                  "pair_style mlff: unknown keyword '{}' (known: device, graph, charge, fidelity, "
-                 "activeset, gamma_every)",
+                 "outputs_every, activeset, gamma_every)",
                  key);
     }
   }
@@ -230,14 +234,18 @@ void PairMLFF::settings(int narg, char **arg)
                  "file with device {}",
                  path, device);
   } else {
-    if (!ace_options.activeset.empty() || output_every_ != 1)
+    if (!ace_options.activeset.empty() || every_keyword_ == "gamma_every")
       error->all(FLERR, "pair_style mlff: the activeset and gamma_every keywords are for ACE "
-                        "potentials, and {} is not one", path);
+                        "potentials, and {} is not one (outputs_every N sets how often a model's "
+                        "named outputs are computed)", path);
     try {
       model_ = mlff_lmp::parse_model_info(path, data);
     } catch (std::exception &e) {
       error->all(FLERR, "pair_style mlff: {}", e.what());
     }
+    if (output_every_ != 1 && model_.outputs.empty())
+      error->all(FLERR, "pair_style mlff: outputs_every sets how often the model's named outputs are "
+                        "computed, and model {} has none (energies only)", path);
   }
   cut_sq_.clear();
   for (const auto &nl : model_.lists) cut_sq_.push_back(nl.cutoff * nl.cutoff);
@@ -272,9 +280,25 @@ void PairMLFF::settings(int narg, char **arg)
                charge, model_.kind);
   charge_ = charge;
 
+  // what compute mlff/atom (per-atom scalars) and compute pair mlff (global scalars) show;
+  // partial member outputs are reduced here (ghosts to owners, ranks summed) and their
+  // derived deviations computed (see store_outputs)
   peratom_names_.clear();
-  for (const auto &o : model_.outputs)
-    if (o.per_atom) peratom_names_.push_back(o.name);
+  global_names_.clear();
+  partial_width_ = 0;
+  partial_offset_.clear();
+  for (const auto &o : model_.outputs) {
+    if (o.partial && o.per_atom) {
+      partial_offset_[o.name] = partial_width_;
+      partial_width_ += o.width;
+    }
+    if (o.width != 1) continue;
+    (o.per_atom ? peratom_names_ : global_names_).push_back(o.name);
+  }
+  memory->destroy(pvector);
+  nextra = static_cast<int>(global_names_.size());
+  if (nextra) memory->create(pvector, nextra, "pair:mlff:pvector");
+  for (int k = 0; k < nextra; k++) pvector[k] = 0.0;
 
   // ranks sharing a node share its GPUs: "device cuda" spreads them round-robin
   int local_rank = 0;
@@ -292,7 +316,8 @@ void PairMLFF::settings(int narg, char **arg)
   options.local_rank = local_rank;
   options.contract_version = model_.contract_version;
   options.contract_key = model_.contract_key();
-  for (const auto &o : model_.outputs) options.outputs.push_back(o.name);
+  for (const auto &o : model_.outputs)
+    if (!o.derived()) options.outputs.push_back({o.name, o.per_atom, o.width, o.partial});
   options.global_sums = model_.global_sums;
 
   failure.clear();
@@ -417,6 +442,8 @@ void PairMLFF::init_style()
     error->all(FLERR, "pair_style mlff requires newton pair on: forces on ghost atoms are summed "
                       "back to their owners (remove 'newton off')");
   map_types();
+  // partial member outputs (a committee's member forces) travel back like forces
+  comm_reverse = partial_width_;
 
   // an Ewald sum (geometry inputs): one rank and a fully periodic box, or a refusal that
   // says so (before the generic whole-system check below, whose advice does not apply)
@@ -885,22 +912,146 @@ void PairMLFF::apply_geometry_result()
   }
 }
 
-// per-atom named outputs of owned atoms, kept for compute mlff/atom
+namespace {
+// member_deviation of python/mlff/contract.py: x holds M members' values of `per` numbers
+// each; sqrt(mean_m |x_m - mean_m x|^2)
+double member_deviation(const double *x, int members, int per)
+{
+  double mean[16] = {0.0};
+  std::vector<double> big;
+  double *m = mean;
+  if (per > 16) {
+    big.assign(per, 0.0);
+    m = big.data();
+  }
+  for (int k = 0; k < members; k++)
+    for (int d = 0; d < per; d++) m[d] += x[k * per + d];
+  for (int d = 0; d < per; d++) m[d] /= members;
+  double sq = 0.0;
+  for (int k = 0; k < members; k++)
+    for (int d = 0; d < per; d++) {
+      const double diff = x[k * per + d] - m[d];
+      sq += diff * diff;
+    }
+  return std::sqrt(sq / members);
+}
+}    // namespace
+
+// energies in outputs follow the run's energy unit, as the pair energy does
+double PairMLFF::output_scale(const mlff_lmp::OutputInfo &o) const
+{
+  return o.unit.rfind("eV", 0) == 0 ? energy_factor_ : 1.0;
+}
+
+// The named outputs of owned atoms (for compute mlff/atom) and the global ones (pvector,
+// for compute pair mlff). Collective on output steps: every rank takes part in the reverse
+// communication and the sums of partial outputs, also with an empty subdomain.
 void PairMLFF::store_outputs()
 {
-  const int ncol = static_cast<int>(peratom_names_.size());
-  if (ncol == 0) return;
-  if (atom->nmax > nmax_out_) {
-    memory->destroy(peratom_out_);
-    nmax_out_ = atom->nmax;
-    memory->create(peratom_out_, nmax_out_, ncol, "pair:mlff:peratom_out");
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const bool have = graph_.n_nodes > 0;    // result_ is this step's
+
+  // 1. partial per-atom outputs: node values onto their LAMMPS atoms, ghosts sent home
+  if (partial_width_ > 0) {
+    if (atom->nmax > nmax_partial_) {
+      memory->destroy(partial_atom_);
+      nmax_partial_ = atom->nmax;
+      memory->create(partial_atom_, nmax_partial_, partial_width_, "pair:mlff:partial");
+    }
+    for (int i = 0; i < nall; i++)
+      for (int c = 0; c < partial_width_; c++) partial_atom_[i][c] = 0.0;
+    if (have) {
+      for (const auto &o : model_.outputs) {
+        if (!(o.partial && o.per_atom)) continue;
+        const int off = partial_offset_.at(o.name);
+        const auto &v = result_.outputs.at(o.name);
+        for (int64_t k = 0; k < graph_.n_nodes; k++) {
+          double *row = partial_atom_[node_atom_[k]] + off;
+          for (int c = 0; c < o.width; c++) row[c] += v[k * o.width + c];
+        }
+      }
+    }
+    comm->reverse_comm(this);
   }
-  for (int i = 0; i < atom->nlocal; i++)
-    for (int c = 0; c < ncol; c++) peratom_out_[i][c] = 0.0;
-  if (graph_.n_nodes == 0) return;
-  for (int c = 0; c < ncol; c++) {
-    const auto &v = result_.outputs.at(peratom_names_[c]);
-    for (int k = 0; k < graph_.n_local; k++) peratom_out_[node_atom_[k]][c] = v[k];
+
+  // 2. partial global outputs: summed over the ranks
+  std::map<std::string, std::vector<double>> global_sum;
+  for (const auto &o : model_.outputs) {
+    if (!o.partial || o.per_atom) continue;
+    std::vector<double> v(o.width, 0.0);
+    if (have) v = result_.outputs.at(o.name);
+    MPI_Allreduce(MPI_IN_PLACE, v.data(), o.width, MPI_DOUBLE, MPI_SUM, world);
+    global_sum[o.name] = v;
+  }
+
+  // 3. per-atom scalars of owned atoms
+  const int ncol = static_cast<int>(peratom_names_.size());
+  if (ncol > 0) {
+    if (atom->nmax > nmax_out_) {
+      memory->destroy(peratom_out_);
+      nmax_out_ = atom->nmax;
+      memory->create(peratom_out_, nmax_out_, ncol, "pair:mlff:peratom_out");
+    }
+    for (int i = 0; i < nlocal; i++)
+      for (int c = 0; c < ncol; c++) peratom_out_[i][c] = 0.0;
+    for (int c = 0; c < ncol; c++) {
+      const mlff_lmp::OutputInfo &o = *model_.output(peratom_names_[c]);
+      const double scale = output_scale(o);
+      if (o.derived()) {
+        const mlff_lmp::OutputInfo &src = *model_.output(o.derived_from);
+        const int off = partial_offset_.at(src.name);
+        const int per = src.width / src.members;
+        for (int i = 0; i < nlocal; i++)
+          if (atom_node_.size() > static_cast<size_t>(i) && atom_node_[i] >= 0)
+            peratom_out_[i][c] = scale * member_deviation(partial_atom_[i] + off, src.members, per);
+      } else if (have) {
+        const auto &v = result_.outputs.at(o.name);
+        const double *src = v.data();
+        std::vector<double> owned;
+        if (o.partial) {    // a partial scalar: the reduced value of the owned atom
+          owned.assign(nlocal, 0.0);
+          for (int i = 0; i < nlocal; i++) owned[i] = partial_atom_[i][partial_offset_.at(o.name)];
+        }
+        for (int64_t k = 0; k < graph_.n_local; k++) {
+          const int i = node_atom_[k];
+          peratom_out_[i][c] = scale * (o.partial ? owned[i] : src[k]);
+        }
+      }
+    }
+  }
+
+  // 4. global scalars: compute pair mlff sums pvector over the ranks, so rank 0 holds them
+  for (int k = 0; k < nextra; k++) {
+    const mlff_lmp::OutputInfo &o = *model_.output(global_names_[k]);
+    double value = 0.0;
+    if (o.derived()) {
+      const mlff_lmp::OutputInfo &src = *model_.output(o.derived_from);
+      const auto &v = global_sum.at(src.name);
+      value = member_deviation(v.data(), src.members, src.width / src.members);
+    } else if (o.partial) {
+      value = global_sum.at(o.name)[0];
+    } else if (have) {
+      value = result_.outputs.at(o.name)[0];    // a whole-system output: one rank's view
+    }
+    pvector[k] = comm->me == 0 ? output_scale(o) * value : 0.0;
+  }
+}
+
+int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int c = 0; c < partial_width_; c++) buf[m++] = partial_atom_[i][c];
+  return m;
+}
+
+void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const int j = list[i];
+    for (int c = 0; c < partial_width_; c++) partial_atom_[j][c] += buf[m++];
   }
 }
 

@@ -2,7 +2,7 @@
    mlff LAMMPS plugin: pair_style mlff (GPL-2.0-or-later, see ../LICENSE)
 
    pair_style mlff MODEL.pt [device cpu|cuda|cuda:N] [graph auto|ghosts]
-                            [charge Q] [fidelity NAME|INDEX]
+                            [charge Q] [fidelity NAME|INDEX] [outputs_every N]
    pair_style mlff POTENTIAL.yace|.ace [activeset FILE.asi] [gamma_every N]
    pair_coeff * * Cu O ...        (NULL for types left to other styles in hybrid)
 ------------------------------------------------------------------------- */
@@ -15,6 +15,7 @@
 #include "mlff_backend.h"
 #include "model_file.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,10 +33,14 @@ class PairMLFF : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   double memory_usage() override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
   // for compute mlff/atom: the model's per-atom output `name` of owned atom i, as
   // computed on the last step (0 for atoms mlff does not handle)
   const mlff_lmp::ModelInfo &model() const { return model_; }
+  // the element of LAMMPS type t ("NULL": not handled by mlff)
+  const std::string &type_symbol(int t) const { return type_symbol_[t]; }
   int output_column(const std::string &name) const;
   double output_value(int column, int i) const { return peratom_out_[i][column]; }
   bigint last_compute_step() const { return last_step_; }
@@ -49,6 +54,7 @@ class PairMLFF : public Pair {
   void build_graph();
   void apply_result();
   void store_outputs();
+  double output_scale(const mlff_lmp::OutputInfo &o) const;
   void check_distances();
   void check_geometry_inputs();
   void set_geometry();
@@ -90,7 +96,17 @@ class PairMLFF : public Pair {
   int nmax_out_ = 0;
   bigint last_step_ = -1;           // last step with forces
   bigint last_output_step_ = -1;    // last step with the named outputs
-  int output_every_ = 1;            // gamma_every: outputs on multiples of N only
+  int output_every_ = 1;            // gamma_every / outputs_every: outputs on multiples of N only
+  std::string every_keyword_;       // which of the two the input used
+
+  // global scalar outputs, in pvector (compute pair mlff)
+  std::vector<std::string> global_names_;
+  // partial per-atom outputs (committee member forces) of every atom, ghosts included,
+  // reverse-communicated to the owners; one column block per output
+  std::map<std::string, int> partial_offset_;
+  int partial_width_ = 0;
+  double **partial_atom_ = nullptr;
+  int nmax_partial_ = 0;
 };
 
 }    // namespace LAMMPS_NS

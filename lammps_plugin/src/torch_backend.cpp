@@ -180,6 +180,8 @@ class TorchBackend : public mlff_lmp::Backend {
     } else {
       system.insert("charge", torch::full({}, g.charge, f64.device(device_)));
       system.insert("fidelity", torch::full({}, g.fidelity, i64.device(device_)));
+      // energies only on steps without output (a committee then skips its member forces)
+      if (!g.want_outputs) system.insert("outputs", torch::zeros({}, i64.device(device_)));
       if (geometry) {
         torch::Tensor pos = torch::from_blob(const_cast<double *>(g.positions.data()), {n, 3}, f64)
                                 .to(device_, dtype_, false, true)
@@ -269,14 +271,25 @@ class TorchBackend : public mlff_lmp::Backend {
         std::memcpy(r.cell_grad.data(), c_cpu.data_ptr<double>(), sizeof(double) * 9);
       }
     }
-    for (const auto &name : outputs_) {
+    r.outputs.clear();
+    if (!g.want_outputs) return;
+    for (const auto &o : outputs_) {
+      const std::string &name = o.name;
       if (!dict.contains(name))
         throw std::runtime_error("the model output has no '" + name + "' although its metadata declares it");
       torch::Tensor v = dict.at(name).toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
-      if (v.dim() == 1 && v.size(0) == n) v = v.narrow(0, 0, g.n_local).contiguous();
-      else if (v.numel() != 1)
+      bool ok;
+      if (o.per_atom) {
+        ok = v.dim() >= 1 && v.size(0) == n && v.numel() == n * o.width;
+        // partial outputs keep the ghosts' contributions, which the caller sends to their owners
+        if (ok && !o.partial) v = v.narrow(0, 0, g.n_local).contiguous();
+      } else {
+        ok = v.numel() == o.width;
+      }
+      if (!ok)
         throw std::runtime_error("the model returned '" + name + "' of shape " + c10::str(v.sizes()) +
-                                 " for " + std::to_string(n) + " atoms");
+                                 " for " + std::to_string(n) + " atoms; its metadata declares " +
+                                 (o.per_atom ? "[atoms, " : "[") + std::to_string(o.width) + " numbers]");
       r.outputs[name].assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
     }
   }
@@ -285,7 +298,7 @@ class TorchBackend : public mlff_lmp::Backend {
   torch::Device device_;
   torch::Dtype dtype_ = torch::kFloat64;
   int version_ = 2;
-  std::vector<std::string> outputs_;
+  std::vector<mlff_lmp::OutputRequest> outputs_;
   int global_sums_ = 0;
 };
 

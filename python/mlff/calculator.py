@@ -62,7 +62,10 @@ class MLFFCalculator(Calculator):
     ``atoms.info["charge"]``, else 0) and ``fidelity`` the level of theory (a name or
     an index; default the first) for models that have them. Named per-atom outputs
     (e.g. ``charges``) appear in ``calc.results`` under their names; ``charges`` also
-    through ``atoms.get_charges()``.
+    through ``atoms.get_charges()``. A committee or shallow ensemble adds
+    ``forces_uncertainty`` (per atom, eV/Å), its ``forces_uncertainty_max`` and
+    ``forces_uncertainty_mean`` over the atoms, ``energy_uncertainty`` (eV), and the
+    members' ``member_forces`` ``[N, M, 3]`` and ``member_energies`` ``[M]``.
 
     ACE potentials (``.yace``, ``.ace``, B-basis ``.yaml``) run on mlff's native ACE core;
     ``activeset`` (a ``.asi`` file, with the B-basis ``.yaml``) adds the per-atom output
@@ -138,7 +141,9 @@ class MLFFCalculator(Calculator):
         self.charge = None if charge is None else meta.check_charge(charge)
         self.fidelity = meta.fidelity_index(fidelity)
         self.extra_outputs = [o for o in meta.outputs if o.name != "energies"]
-        self.implemented_properties = _BASE_PROPERTIES + [o.name for o in self.extra_outputs]
+        self.implemented_properties = _BASE_PROPERTIES + [o.name for o in self.extra_outputs] + [
+            o.name + suffix for o in meta.derived_outputs if o.per_atom for suffix in ("_max", "_mean")
+        ]
         self.n_calls = 0
         self._warned_close = False
 
@@ -225,12 +230,22 @@ class MLFFCalculator(Calculator):
                 res["stresses"] = np.ascontiguousarray(
                     full_3x3_to_voigt_6_stress(stress_from_virial(atom_virial[sl].cpu().numpy(), volume))
                 )
-            for spec in self.extra_outputs:
+            # one structure's returned outputs, then the derived ones (committee deviations);
+            # global outputs of a batch would mix structures, so they come for one only
+            mine: Dict[str, torch.Tensor] = {}
+            for spec in self.metadata.returned_outputs:
                 value = out[spec.name].detach()
                 if spec.per_atom:
-                    res[spec.name] = value[sl].cpu().numpy()
+                    mine[spec.name] = value[sl]
                 elif len(atoms_list) == 1:
-                    res[spec.name] = value.cpu().numpy()
+                    mine[spec.name] = value
+            for key, value in self.metadata.complete_outputs(mine).items():
+                res[key] = value.cpu().numpy()
+            for spec in self.metadata.derived_outputs:
+                if spec.per_atom and spec.name in res and res[spec.name].size:
+                    # the per-frame statistics of a per-atom deviation (DeePMD: max_devi_f, avg_devi_f)
+                    res[spec.name + "_max"] = float(res[spec.name].max())
+                    res[spec.name + "_mean"] = float(res[spec.name].mean())
             res["free_energy"] = res["energy"]
             results.append(res)
         return results

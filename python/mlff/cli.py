@@ -33,8 +33,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     else:
         print("locality:          local")
     print(f"dtype:             {meta.dtype}")
-    outputs = ", ".join(f"{o.name} [{'per atom' if o.per_atom else 'global'}{', ' + o.unit if o.unit else ''}]"
-                        for o in meta.outputs)
+    def describe(o) -> str:
+        parts = ["per atom" if o.per_atom else "global"]
+        if o.shape:
+            parts.append("x".join(map(str, o.shape)))
+        if o.unit:
+            parts.append(o.unit)
+        if o.partial:
+            parts.append("partial")
+        if o.derived_from:
+            parts.append(f"deviation of {o.derived_from}")
+        return f"{o.name} [{', '.join(parts)}]"
+
+    outputs = ", ".join(describe(o) for o in meta.outputs)
     print(f"outputs:           {outputs}")
     print(f"total charge:      {'input (charge=...)' if meta.uses_charge else 'not used (neutral only)'}")
     if meta.fidelities:
@@ -114,7 +125,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 #: modules that add their own subcommands through ``register(subparsers)``; each
 #: feature area owns its commands (data: label, training: train, lammps: plugin info)
-COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.ace.cli", "mlff.pacemaker.cli")
+COMMAND_MODULES = ("mlff.data.cli", "mlff.training.cli", "mlff.lammps.cli", "mlff.ace.cli", "mlff.pacemaker.cli",
+                   "mlff.uncertainty.cli", "mlff.learn.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,31 @@ vector, position and lattice vector x to x (1 + eps). Per atom, atom i gets
 whole-system term is a convention; the sum is exact). LAMMPS passes them on one rank
 only (every atom local) and refuses several ranks at ``init``.
 
+Member outputs (an additive extension of version 2, for committees and shallow
+ensembles; files without them are unchanged). An output spec may carry
+
+- ``shape``: trailing dimensions (a per-atom output is ``[N, *shape]``, a global one
+  ``[*shape]``; default ``[]``),
+- ``partial: true``: the value is a sum of contributions, as forces are. A per-atom
+  partial output has values on every node, ghosts included, and a ghost's value belongs
+  to its owner (LAMMPS reverse-communicates it like forces); a global partial output
+  covers the atoms ``< n_local`` (LAMMPS all-reduces it over ranks),
+- ``derived_from: NAME``: not returned by the model; engines compute it, after the
+  reduction, from the partial output ``NAME`` whose first trailing axis indexes M
+  committee members, with one rule (:func:`member_deviation`, and its C++ twin in the
+  LAMMPS plugin)::
+
+      x_bar = mean_m x_m;   value = sqrt(mean_m |x_m - x_bar|^2)
+
+  (|.|: the norm over the remaining trailing axes). With ``member_forces`` [N, M, 3]
+  this is DeePMD's per-atom force deviation; with ``member_energies`` [M] the
+  population standard deviation of the members' total energies.
+
+An engine that needs the energies alone on a step (LAMMPS between output steps, OpenMM
+dynamics) passes ``system["outputs"]`` = 0 (0-d int64); a model may then skip its named
+outputs (a committee's member forces cost M extra backward passes). Absent or non-zero:
+compute them.
+
 Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
 skin, and one list at the largest cutoff); a model must give them exactly zero weight.
 
@@ -144,6 +169,23 @@ class OutputSpec(BaseModel):
     per_atom: bool = True
     unit: str = ""
     description: str = ""
+    shape: List[int] = Field(default_factory=list, description="trailing dimensions ([N, *shape] or [*shape])")
+    partial: bool = Field(False, description="a sum of contributions: ghosts' values go to their owners, ranks' add")
+    derived_from: Optional[str] = Field(
+        None, description="computed by the engine from this partial member output (member_deviation)"
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: List[int]) -> List[int]:
+        if any(int(d) < 1 for d in v):
+            raise ValueError(f"output dimensions must be positive, got {v}")
+        return [int(d) for d in v]
+
+    @property
+    def width(self) -> int:
+        """Numbers per atom (per-atom outputs) or in all (global ones)."""
+        return int(np.prod(self.shape)) if self.shape else 1
 
 
 ENERGIES_OUTPUT = OutputSpec(name=ENERGY_KEY, per_atom=True, unit="eV", description="per-atom energies")
@@ -228,6 +270,17 @@ class ModelMetadata(BaseModel):
             raise ValueError(f"outputs must include {ENERGY_KEY!r}")
         if len(set(out_names)) != len(out_names):
             raise ValueError(f"duplicate output names {out_names}")
+        for o in self.outputs:
+            if o.derived_from is None:
+                continue
+            source = next((x for x in self.outputs if x.name == o.derived_from), None)
+            if source is None or not source.partial or not source.shape or source.derived_from is not None:
+                raise ValueError(
+                    f"output {o.name!r} is derived from {o.derived_from!r}, which must be a partial "
+                    "output with a member axis (shape [M, ...]) of this model"
+                )
+            if o.per_atom != source.per_atom or o.shape:
+                raise ValueError(f"output {o.name!r} must be a scalar per atom / global like {source.name!r}")
         first = self.neighbor_lists[0].cutoff
         if self.interaction_range + 1e-12 < max(first * self.num_interactions, self.cutoff):
             raise ValueError(
@@ -263,6 +316,26 @@ class ModelMetadata(BaseModel):
     @property
     def output_names(self) -> List[str]:
         return [o.name for o in self.outputs]
+
+    @property
+    def returned_outputs(self) -> List[OutputSpec]:
+        """The named outputs the model itself returns (not energies, not derived ones)."""
+        return [o for o in self.outputs if o.name != ENERGY_KEY and o.derived_from is None]
+
+    @property
+    def derived_outputs(self) -> List[OutputSpec]:
+        """The outputs engines compute from partial member outputs (:func:`member_deviation`)."""
+        return [o for o in self.outputs if o.derived_from is not None]
+
+    def complete_outputs(self, out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``out`` (a single-process evaluation: no ghosts, so partial outputs are complete)
+        plus the derived outputs, by :func:`member_deviation`. Missing sources (the model
+        skipped them, ``system["outputs"]`` = 0) leave the derived output out."""
+        result = dict(out)
+        for o in self.derived_outputs:
+            if o.derived_from in out:
+                result[o.name] = member_deviation(out[o.derived_from], o.per_atom)
+        return result
 
     def output(self, name: str) -> OutputSpec:
         for o in self.outputs:
@@ -409,6 +482,28 @@ def make_system(charge: float = 0.0, fidelity: int = 0, device: Any = "cpu") -> 
         "charge": torch.tensor(float(charge), dtype=torch.float64, device=device),
         "fidelity": torch.tensor(int(fidelity), dtype=torch.long, device=device),
     }
+
+
+def member_deviation(x: torch.Tensor, per_atom: bool) -> torch.Tensor:
+    """The contract's committee deviation (see the module docstring), TorchScript-compatible.
+
+    ``x``: ``[N, M, ...]`` (``per_atom``) or ``[M, ...]``, the members' values after the
+    reduction. Returns ``sqrt(mean_m |x_m - mean_m x|^2)``, ``[N]`` or ``[]``.
+    """
+    axis = 1 if per_atom else 0
+    dev = x - x.mean(dim=axis, keepdim=True)
+    sq = dev * dev
+    if sq.dim() > axis + 1:
+        sq = sq.flatten(axis + 1).sum(dim=axis + 1)
+    return torch.sqrt(sq.mean(dim=axis))
+
+
+def wants_outputs(system: Dict[str, torch.Tensor]) -> bool:
+    """Whether the engine asks for the named outputs this call (``system["outputs"]``)."""
+    flag = system.get("outputs")
+    if flag is None:
+        return True
+    return bool(flag != 0)
 
 
 def _metadata_from_v1(data: Dict[str, Any]) -> Dict[str, Any]:
@@ -871,6 +966,8 @@ __all__: Tuple[str, ...] = (
     "read_metadata",
     "metadata_for",
     "make_system",
+    "member_deviation",
+    "wants_outputs",
     "contract_key",
     "graph_from_positions",
     "stress_from_virial",

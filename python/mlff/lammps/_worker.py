@@ -20,6 +20,8 @@ def main(job_file: str) -> int:
     out = {}
     pair = f"pair_style mlff {job['model']} device {job['device']} graph {job['graph']} {job.get('pair_options', '')}"
     outputs = job.get("outputs", [])
+    # global scalar outputs (a committee's energy_uncertainty): compute pair mlff's vector
+    global_outputs = job.get("global_outputs", [])
     for k, s in enumerate(job["structures"]):
         lmp.command("clear")
         lmp.commands_list(
@@ -36,7 +38,8 @@ def main(job_file: str) -> int:
                 "compute cst all centroid/stress/atom NULL",
                 "compute vir all pressure NULL virial",
                 *[f"compute out_{name} all mlff/atom {name}" for name in outputs],
-                "thermo_style custom step pe vol c_vir[*]",
+                *(["compute pairout all pair mlff"] if global_outputs else []),
+                "thermo_style custom step pe vol c_vir[*]" + (" c_pairout[*]" if global_outputs else ""),
                 "run 0",
             ]
         )
@@ -58,6 +61,8 @@ def main(job_file: str) -> int:
         out[f"{k}/centroid_stress_atom"] = cst
         for name in outputs:
             out[f"{k}/out/{name}"] = np.array(lmp.gather(f"c_out_{name}", 1, 1), dtype=float).reshape(n)
+        for c, name in enumerate(global_outputs):
+            out[f"{k}/out/{name}"] = np.array(lmp.extract_compute("pairout", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)[c])
     if me == 0:
         np.savez(job["output"], **out)
     lmp.close()

@@ -79,10 +79,17 @@ def evaluate(
         from ..contract import read_metadata
 
         options = ""
+        energy_valued = set()  # outputs LAMMPS reports in its energy unit
+        global_outputs: List[str] = []
         if is_ace_path(model):
             outputs = ["extrapolation_grade"] if activeset else []
         else:
-            outputs = [o.name for o in read_metadata(model).outputs if o.per_atom and o.name != "energies"]
+            # the scalars LAMMPS shows: per atom through compute mlff/atom, global through
+            # compute pair mlff (partial member vectors stay inside the plugin)
+            specs = [o for o in read_metadata(model).outputs if o.name != "energies" and o.width == 1]
+            outputs = [o.name for o in specs if o.per_atom]
+            global_outputs = [o.name for o in specs if not o.per_atom]
+            energy_valued = {o.name for o in specs if o.unit.startswith("eV")}
         if activeset is not None:
             options += f" activeset {Path(activeset).resolve()}"
         if charge is not None:
@@ -96,6 +103,7 @@ def evaluate(
             "graph": graph,
             "pair_options": options,
             "outputs": outputs,
+            "global_outputs": global_outputs,
             "structures": structures,
             "output": str(wd / "results.npz"),
         }
@@ -125,8 +133,8 @@ def evaluate(
                 "atom_virial": np.einsum("ab,nbc,dc->nad", R, av, R) * to_ev,
                 "atom_virial_sym": np.einsum("ab,nbc,dc->nad", R, av_sym, R) * to_ev,
             }
-            for name in outputs:
-                res[name] = data[f"{k}/out/{name}"]
+            for name in outputs + global_outputs:
+                res[name] = data[f"{k}/out/{name}"] * (to_ev if name in energy_valued else 1.0)
             if atoms.pbc.all():
                 s = stress_from_virial(res["virial"], atoms.get_volume())
                 res["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -400,6 +400,13 @@ class AIMNet2(MLFFModel, nn.Module):
     def no_decay_parameters(self) -> Set[str]:
         return conventional_no_decay(self)
 
+    @classmethod
+    def parameter_roles(cls) -> Dict[str, List[str]]:
+        # the charge updates of the passes are part of the representation (charges feed
+        # the next pass); the per-fidelity energy heads and shifts are the readout
+        return {"backbone": [r"^embedding\.", r"^first\.", r"^passes\."],
+                "readout": [r"^heads\.", r"^atomic_energies$"]}
+
     # ------------------------------------------------------------------ evaluation
     def _element_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         return element_indices(self.z_to_index, atomic_numbers, "aimnet2")

@@ -17,6 +17,7 @@ What a model provides:
   (engines can warn when a simulation goes below it);
 - :meth:`from_config`, :meth:`initialize_from_data`, :meth:`shift_energies`,
   :meth:`no_decay_parameters`, :meth:`param_groups`, :meth:`neighbor_lists`,
+  :meth:`parameter_roles` (optional: the backbone/readout split fine-tuning uses),
   :meth:`contract_info` and the contract-v2 ``forward``
   (see :mod:`mlff.contract`).
 
@@ -123,6 +124,20 @@ class MLFFModel:
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+
+    # ------------------------------------------------------------------ fine-tuning
+    @classmethod
+    def parameter_roles(cls) -> Dict[str, List[str]]:
+        """Regexes (``re.search`` on ``named_parameters()`` names) of the kind's parameter roles.
+
+        ``{"backbone": [...], "readout": [...]}``: the backbone builds the atomic
+        representation (embeddings, message passing), the readout maps it to energies
+        (output heads, per-element reference energies). ``optim.freeze: ["@backbone"]``,
+        ``optim.param_groups: [{pattern: "@readout", ...}]`` and ``optim.backbone_lr_scale``
+        use them, so a fine-tuning recipe does not depend on a kind's parameter names.
+        A kind without the split returns ``{}`` (the aliases are then refused).
+        """
+        return {}
 
     # ------------------------------------------------------------------ contract
     def neighbor_lists(self) -> List[Tuple[Any, ...]]:

@@ -25,6 +25,7 @@ _EXPORTS = {
     "MDResult": "md",
     "ExtrapolationGradeReporter": "grade",
     "ExtrapolationError": "grade",
+    "UncertaintyReporter": "grade",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -174,6 +174,7 @@ def build_module(
         module, torch.as_tensor(z), meta.list_cutoffs, meta.torch_dtype, periodic, atoms_t,
         charge=q, fidelity=fid, static=static, check_overflow=check_overflow,
         close_contact_limit=meta.close_contact_limit(), geometry=meta.needs_geometry,
+        derived=[(o.name, o.derived_from, o.per_atom) for o in meta.derived_outputs],
     )
     scripted = torch.jit.script(wrapper.eval())
     return scripted.to(device), meta

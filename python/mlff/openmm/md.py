@@ -129,6 +129,9 @@ def evaluate_atoms(
         outputs = force.mlff_module.to("cpu").outputs(positions, box)
     for key, value in outputs.items():
         result[key] = value.numpy()
+    if "member_forces" in result:
+        # vectors, like the forces: back from OpenMM's rotated frame ([N, M, 3] @ R)
+        result["member_forces"] = result["member_forces"] @ system.mlff_rotation
     return result
 
 

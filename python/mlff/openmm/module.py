@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..contract import derive_from_energies
+from ..contract import derive_from_energies, member_deviation
 from ..units import EV_IN_KJ_PER_MOL as EV_TO_KJ_PER_MOL
 from ..units import NM_IN_ANGSTROM as NM_TO_ANGSTROM
 from .celllist import grid_shape, int_vector, inverse_box, neighbor_pairs, open_box, perpendicular_widths, search_range
@@ -31,6 +31,10 @@ class MLFFOpenMMModule(torch.nn.Module):
     :mod:`mlff.openmm.celllist`), one :func:`static_sizes` tuple per list.
     ``geometry``: the model declares geometry inputs (Ewald) and gets the ML atoms'
     positions and the box as ``system["positions"]``/``system["cell"]`` (periodic only).
+    ``derived``: ``(name, source, per_atom)`` of the outputs computed from partial member
+    outputs (a committee's deviations, :func:`mlff.contract.member_deviation`); dynamics
+    (``forward``) asks the model for energies only (``system["outputs"] = 0``), so a
+    committee's member forces cost nothing there, and :meth:`outputs` computes them.
     """
 
     def __init__(
@@ -47,8 +51,13 @@ class MLFFOpenMMModule(torch.nn.Module):
         check_overflow: bool = True,
         close_contact_limit: Optional[float] = None,
         geometry: bool = False,
+        derived: Optional[List[Tuple[str, str, bool]]] = None,
     ):
         super().__init__()
+        self.derived_names: List[str] = [d[0] for d in derived or []]
+        self.derived_sources: List[str] = [d[1] for d in derived or []]
+        self.derived_per_atom: List[bool] = [bool(d[2]) for d in derived or []]
+        self.register_buffer("energies_only", torch.zeros((), dtype=torch.long))
         if geometry and not periodic:
             raise ValueError("a model with geometry inputs (Ewald) needs a periodic OpenMM System")
         self.geometry = bool(geometry)
@@ -192,6 +201,7 @@ class MLFFOpenMMModule(torch.nn.Module):
         # callers run this with grad mode on (openmm-torch does; the PythonForce callback
         # makes sure): TorchScript cannot switch it on itself
         system = self._add_geometry(self._system(), positions, boxvectors)
+        system["outputs"] = self.energies_only
         out = self.model(self.atomic_numbers, eis, evs, n, system)
         result = derive_from_energies(
             out["energies"], eis, evs, n, False, False, system.get("positions"), system.get("cell")
@@ -224,6 +234,11 @@ class MLFFOpenMMModule(torch.nn.Module):
         result: Dict[str, torch.Tensor] = {}
         for key, value in out.items():
             result[key] = value.detach()
+        # no ghosts here: the partial member outputs are complete, so derive directly
+        for k in range(len(self.derived_names)):
+            source = self.derived_sources[k]
+            if source in result:
+                result[self.derived_names[k]] = member_deviation(result[source], self.derived_per_atom[k])
         return result
 
 

@@ -115,7 +115,10 @@ class ModelConfig(BaseModel):
 
     kind: str = DEFAULT_MODEL_KIND
     elements: Optional[List[Union[str, int]]] = Field(None, description="default: the elements of the data")
-    init_from: Optional[str] = Field(None, description="checkpoint whose weights (same name and shape) start the run")
+    init_from: Optional[str] = Field(
+        None, description="checkpoint or exported .pt (same kind and elements) whose weights of the same name and "
+        "shape start the run; kind ace: a B-basis .yaml whose coefficients start the fit"
+    )
 
     @field_validator("kind")
     @classmethod
@@ -181,7 +184,12 @@ class OptimConfig(_Strict):
     param_groups: List[ParamGroupRule] = Field(
         default_factory=list, description="per-parameter settings by name regex; the first match wins"
     )
-    freeze: List[str] = Field(default_factory=list, description="regexes of parameter names not to train")
+    freeze: List[str] = Field(
+        default_factory=list, description="regexes of parameter names not to train (@backbone, @readout: the kind's roles)"
+    )
+    backbone_lr_scale: Optional[float] = Field(
+        None, gt=0, description="lr factor of the model kind's backbone (@backbone) unless a param_groups rule matches"
+    )
 
     @field_validator("freeze")
     @classmethod

@@ -8,6 +8,12 @@ them a learning-rate factor and/or their own weight decay; the other parameters 
 the default split. A rule or freeze pattern that matches no parameter is refused: a
 typo would otherwise silently change nothing.
 
+Role aliases: a pattern ``@backbone`` or ``@readout`` (in ``optim.freeze`` or a rule's
+``pattern``) stands for the regexes the model kind declares for that role
+(:meth:`MLFFModel.parameter_roles`), so a fine-tuning recipe reads the same for every
+kind. ``optim.backbone_lr_scale: s`` is a last rule ``{pattern: "@backbone", lr_scale: s}``
+(explicit rules come first and win).
+
 Every group carries ``lr_scale``; the trainer sets ``lr = schedule(step) x lr_scale``.
 """
 
@@ -22,9 +28,31 @@ import torch
 from .config import OptimConfig, ParamGroupRule, TrainConfig
 
 
+#: role aliases usable where a parameter-name regex is expected
+ROLE_PREFIX = "@"
+
+
 def _unmatched(kind: str, pattern: str, names: List[str]) -> ValueError:
     shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
     return ValueError(f"{kind} {pattern!r} matches no parameter of the model; its parameters are {shown}")
+
+
+def resolve_pattern(model: torch.nn.Module, pattern: str) -> str:
+    """``pattern`` itself, or for a role alias (``@backbone``) the kind's regexes as one."""
+    if not pattern.startswith(ROLE_PREFIX):
+        return pattern
+    role = pattern[len(ROLE_PREFIX):]
+    roles_of = getattr(model, "parameter_roles", None)
+    roles: Dict[str, List[str]] = roles_of() if callable(roles_of) else {}
+    if role not in roles:
+        kind = getattr(model, "kind", type(model).__name__)
+        known = ", ".join(ROLE_PREFIX + r for r in roles) or "none"
+        raise ValueError(f"{pattern!r}: a {kind} model declares no parameter role {role!r} (its roles: {known})")
+    return "|".join(f"(?:{r})" for r in roles[role])
+
+
+def _matcher(model: torch.nn.Module, pattern: str):
+    return re.compile(resolve_pattern(model, pattern)).search
 
 
 def freeze_parameters(model: torch.nn.Module, patterns: List[str]) -> List[str]:
@@ -32,7 +60,8 @@ def freeze_parameters(model: torch.nn.Module, patterns: List[str]) -> List[str]:
     names = [name for name, _ in model.named_parameters()]
     frozen: List[str] = []
     for pattern in patterns:
-        hits = [name for name in names if re.search(pattern, name)]
+        search = _matcher(model, pattern)
+        hits = [name for name in names if search(name)]
         if not hits:
             raise _unmatched("optim.freeze pattern", pattern, names)
         frozen += [name for name in hits if name not in frozen]
@@ -46,16 +75,20 @@ def freeze_parameters(model: torch.nn.Module, patterns: List[str]) -> List[str]:
 
 def param_groups(model: torch.nn.Module, o: OptimConfig) -> List[Dict[str, Any]]:
     """AdamW groups of the trainable parameters (see the module docstring)."""
-    if not o.param_groups:
+    rule_list = list(o.param_groups)
+    if o.backbone_lr_scale is not None:
+        rule_list.append(ParamGroupRule(pattern=ROLE_PREFIX + "backbone", lr_scale=o.backbone_lr_scale))
+    if not rule_list:
         return [{**group, "lr_scale": 1.0} for group in model.param_groups(o.weight_decay)]
     exempt = model.no_decay_parameters()
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    rules: List[Tuple[int, ParamGroupRule]] = list(enumerate(o.param_groups))
+    rules: List[Tuple[int, ParamGroupRule]] = list(enumerate(rule_list))
+    searches = [_matcher(model, r.pattern) for r in rule_list]
     used = set()
     groups: Dict[Tuple[int, float, float], Dict[str, Any]] = {}
     for name, p in named:
         match: Optional[Tuple[int, ParamGroupRule]] = next(
-            ((k, r) for k, r in rules if re.search(r.pattern, name)), None
+            ((k, r) for k, r in rules if searches[k](name)), None
         )
         default_decay = 0.0 if name in exempt else o.weight_decay
         if match is None:
@@ -68,7 +101,9 @@ def param_groups(model: torch.nn.Module, o: OptimConfig) -> List[Dict[str, Any]]
         group["params"].append(p)
     for k, rule in rules:
         if k not in used:
-            raise _unmatched(f"optim.param_groups[{k}].pattern", rule.pattern, [n for n, _ in named])
+            where = (f"optim.param_groups[{k}].pattern" if k < len(o.param_groups)
+                     else "optim.backbone_lr_scale (after the param_groups rules and freeze):")
+            raise _unmatched(where, rule.pattern, [n for n, _ in named])
     return list(groups.values())
 
 
@@ -135,4 +170,5 @@ class Schedule:
         self.plateau_scale, self.best, self.bad = d["plateau_scale"], d["best"], int(d["bad"])
 
 
-__all__ = ["Schedule", "build_optimizer", "clip_gradients", "freeze_parameters", "param_groups", "set_learning_rate"]
+__all__ = ["Schedule", "build_optimizer", "clip_gradients", "freeze_parameters", "param_groups", "resolve_pattern",
+           "set_learning_rate", "ROLE_PREFIX"]

@@ -33,7 +33,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -151,9 +151,14 @@ def _check_geometry_data(parts: Sequence[torch.nn.Module], records: Sequence[Any
 class Trainer:
     """Train one model as described by a :class:`TrainConfig`."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print,
+                 on_validation: Optional[Callable[[int, Dict[str, Any]], bool]] = None):
         self.cfg = cfg
         self.resume = resume
+        # called with (step, metrics row) after every validation; True stops the run there
+        # (as a last step: checkpoint, best model, export). For callers that judge a run while
+        # it trains, e.g. the pruner of `mlff tune`. Under torchrun every rank must answer alike.
+        self.on_validation = on_validation
         self.device = torch.device(cfg.run.device)
         self.dtype = getattr(torch, cfg.run.dtype)
         self.dist = _Dist(self.device)
@@ -233,7 +238,8 @@ class Trainer:
         self.model = self.model.to(device=self.device, dtype=self.dtype)
         self.transfer = None
         if cfg.model.init_from:
-            # trained weights replace the fresh ones; their energies are already centred
+            # trained weights (a checkpoint or an exported .pt) replace the fresh ones; their
+            # energies are already centred
             self.transfer = load_matching_weights(self.model, cfg.model.init_from)
             self.log("[mlff train] " + self.transfer.describe())
         else:
@@ -322,7 +328,10 @@ class Trainer:
             prov["fidelities"] = list(self.fidelities)
             prov["fidelity_weights"] = dict(zip(self.fidelities, self.fidelity_weights))
         if self.transfer is not None:
-            prov["init_from"] = self.transfer.source
+            # which exact file the weights came from, and how much of it was taken
+            t = self.transfer
+            prov["init_from"] = {"source": t.source, "format": t.format, "sha256": t.sha256,
+                                 "loaded": len(t.loaded), "not_loaded": sorted(t.not_loaded)}
         return prov
 
     def _save(self, name: str) -> Path:
@@ -596,6 +605,10 @@ class Trainer:
                     if run.early_stopping_patience and self.bad_validations >= run.early_stopping_patience:
                         self.log(f"[mlff train] early stop at step {self.step}: no improvement in "
                                  f"{self.bad_validations} validations")
+                        self.stopped_early = True
+                        last = True
+                    if self.on_validation is not None and self.on_validation(self.step, row) and not last:
+                        self.log(f"[mlff train] stopped at step {self.step} by the validation callback")
                         self.stopped_early = True
                         last = True
                 if self.step % ckpt_every == 0 or last:

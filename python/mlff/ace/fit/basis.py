@@ -515,6 +515,103 @@ def to_bbasis_yaml(basis: ACEBasis) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_bbasis_yaml(source: Any) -> ACEBasis:
+    """The basis of a B-basis YAML (a path or its text): :func:`to_bbasis_yaml`'s layout, which is
+    pacemaker's ``output_potential.yaml``; coefficients and radial coefficients included.
+
+    Keys mlff's basis has no place for (pacemaker's ``metadata``, cutoff-function names) are
+    ignored; B-basis files carry no reference energies (E0), the fit sets its own.
+    """
+    import os
+
+    import yaml
+
+    where = str(source) if os.path.exists(str(source)) else "<B-basis text>"
+    text = open(source).read() if where != "<B-basis text>" else str(source)
+    data = yaml.safe_load(text)
+    if not isinstance(data, Mapping) or not isinstance(data.get("species"), list):
+        raise ValueError(f"{where} is not a B-basis YAML (no `species:` list of species blocks); an ACE fit "
+                         "starts from the output_potential.yaml of mlff's ACE fit or pacemaker")
+    delta = float((data.get("global") or {}).get("DeltaSplineBins", 0.001))
+    blocks: List[SpeciesBlock] = []
+    for sb in data["species"]:
+        els = tuple(str(sb["speciesblock"]).split())
+        spec: Dict[str, Any] = {}
+        if len(els) == 1:
+            spec.update(ndensity=int(sb["ndensityi"]), npot=str(sb["npoti"]),
+                        fs_parameters=[float(v) for v in sb["parameters"]],
+                        rho_core_cut=float(sb.get("rho_core_cut", 100000)),
+                        drho_core_cut=float(sb.get("drho_core_cut", 250)))
+        nradmax = lmax = nradbase = 0
+        crad = None
+        if len(els) <= 2 and "rcutij" in sb:
+            spec.update(rcut=float(sb["rcutij"]), dcut=float(sb.get("dcutij", 0.01)),
+                        radbase=str(sb.get("radbase", "ChebExpCos")),
+                        radparameters=[float(v) for v in sb.get("radparameters", [5.25])])
+            spec["core-repulsion"] = [float(v) for v in sb.get("core-repulsion", [0.0, 5.0])]
+            for key in ("r_in", "delta_in"):
+                if key in sb:
+                    spec[key] = float(sb[key])
+            if sb.get("inner_cutoff_type") not in (None, "distance"):
+                spec["inner_cutoff_type"] = str(sb["inner_cutoff_type"])
+            nradmax, lmax, nradbase = int(sb.get("nradmaxi", 0)), int(sb.get("lmaxi", 0)), int(sb.get("nradbaseij", 0))
+            crad = np.asarray(sb.get("radcoefficients") or [], dtype=np.float64).reshape(nradmax, lmax + 1, nradbase)
+        functions = [
+            BFunctionSpec(tuple(str(f["type"]).split()), tuple(int(v) for v in f["nr"]),
+                          tuple(int(v) for v in f["nl"]), tuple(int(v) for v in (f.get("lint") or [])),
+                          [float(v) for v in f["c"]])
+            for f in sb.get("nbody") or []
+        ]
+        blocks.append(SpeciesBlock(els, spec, functions, nradmax, lmax, nradbase, crad))
+    elements = sorted({b.elements[0] for b in blocks})
+    blocks.sort(key=lambda b: (len(b.elements), b.elements))
+    return ACEBasis(elements, blocks, delta)
+
+
+#: block settings that must agree for a source's coefficients to mean the same in a new basis
+_SHAPE_KEYS = ("ndensity", "npot", "fs_parameters", "rcut", "dcut", "radbase", "radparameters")
+
+
+def warm_start(basis: ACEBasis, source: ACEBasis) -> Tuple[ACEBasis, Dict[str, Any]]:
+    """``basis`` with the coefficients of ``source``'s functions (matched by elements, ns, ls,
+    LS) and its radial coefficients on the common (n, l, k) part; the rest keep their
+    start values (zero coefficients, delta crad). A block whose embedding or radial basis
+    differs from the source's is refused (its coefficients would mean something else).
+    Returns the basis and {loaded, new, unused} function counts."""
+    import copy
+
+    out = basis.copy()
+    have = {b.name: b for b in source.blocks}
+    differ = []
+    for blk in out.blocks:
+        src = have.get(blk.name)
+        if src is None:
+            continue
+        for key in _SHAPE_KEYS:
+            if key in blk.spec and key in src.spec and blk.spec[key] != src.spec[key]:
+                differ.append(f"block {blk.name}: {key} {src.spec[key]!r} in the file, {blk.spec[key]!r} here")
+    if differ:
+        raise ValueError("model.init_from: the potential's basis differs from model.potential's: " + "; ".join(differ))
+    coeffs = {f.key(): f.coeffs for b in source.blocks for f in b.functions}
+    loaded = new = 0
+    for blk in out.blocks:
+        for f in blk.functions:
+            c = coeffs.get(f.key())
+            if c is not None and len(c) == len(f.coeffs):
+                f.coeffs = list(c)
+                loaded += 1
+            else:
+                new += 1
+        src = have.get(blk.name)
+        if blk.crad is not None and src is not None and src.crad is not None and src.crad.size:
+            c = [min(x, y) for x, y in zip(blk.crad.shape, src.crad.shape)]
+            blk.crad = blk.crad.copy()
+            blk.crad[: c[0], : c[1], : c[2]] = src.crad[: c[0], : c[1], : c[2]]
+    mine = {f.key() for f in out.all_functions()}
+    unused = sum(1 for k in coeffs if k not in mine)
+    return out, copy.deepcopy({"loaded_functions": loaded, "new_functions": new, "unused_functions": unused})
+
+
 def bbasis_of(basis: ACEBasis) -> "_ace.BBasis":
     """The core's B basis (energy and projection models) of this basis."""
     return _ace.BBasis.from_text(to_bbasis_yaml(basis), "<mlff ACE basis>")
@@ -566,4 +663,6 @@ __all__ = [
     "function_lines",
     "independent_couplings",
     "read_potential_spec",
+    "read_bbasis_yaml",
+    "warm_start",
 ]

@@ -26,6 +26,16 @@ choice), so no training structure is changed by it.
 Ladder fitting grows the basis by ``ladder_step`` functions per block (an int, or a fraction
 of the current size) in ``ladder_type`` order (power_order / body_order), each step
 warm-started from the previous coefficients and crad.
+
+Starting from a potential (``initial_potential``, ``model.init_from``; pacemaker's
+``initial_potential``): a B-basis ``.yaml`` (mlff's or pacemaker's ``output_potential.yaml``).
+Without ``potential`` the file's basis is fitted as it is; with it, the spec's basis takes the
+file's coefficients of the functions they share (a ladder then starts from those functions).
+The fit starts from exactly the file's coefficients: no linear least-squares start (it would
+replace the first density's coefficients, i.e. forget the source on a small new set) and
+no random seeding of the loaded functions, so its first evaluation is the file's potential
+plus this fit's reference energies (B-basis files carry no E0). A ``.yace`` is refused: its
+C-tilde coefficients are merged from the B functions and cannot be split back.
 """
 
 from __future__ import annotations
@@ -49,8 +59,10 @@ from .basis import (
     empty_like,
     extend_basis,
     function_lines,
+    read_bbasis_yaml,
     read_potential_spec,
     to_bbasis_yaml,
+    warm_start,
 )
 from .yace_writer import write_yace
 from ...atomic import atomic_write
@@ -307,17 +319,20 @@ class ACEFitModel:
 
     # ------------------------------------------------------------------ parameters
 
-    def seed_zero_densities(self, rng: np.random.Generator, scale: float = 1e-4) -> None:
+    def seed_zero_densities(self, rng: np.random.Generator, scale: float = 1e-4,
+                            keep: Optional[torch.Tensor] = None) -> None:
         """Give the exactly-zero coefficients of densities p > 0 small random values.
 
         A non-linear embedding is evaluated as sign(rho) (...), whose autograd derivative at
         rho = 0 is 0 (torch.sign' = 0), while F'(0) is not: with every coefficient of a density
         at zero its gradient vanishes and the optimiser would never move it (pacemaker's
-        ``coefs_init: random`` uses the same 1e-4 scale).
+        ``coefs_init: random`` uses the same 1e-4 scale). ``keep``: a bool per row not to seed.
         """
         c = self.coeffs.clone()
         zero = (c == 0.0) & (self.coef_mask > 0)
         zero[:, 0] = False
+        if keep is not None:  # rows taken from a potential file stay exactly as they were
+            zero &= ~keep.view(-1, 1)
         noise = torch.from_numpy(rng.normal(0.0, scale, size=tuple(c.shape)))
         self.coeffs = torch.where(zero, noise, c)
 
@@ -570,6 +585,8 @@ class ACEFitResult:
     files: Dict[str, str]
     wall_time_s: float
     n_evaluations: int
+    #: with an initial potential: its path, sha256 and the loaded/new/unused function counts
+    init_from: Optional[Dict[str, Any]] = None
 
 
 def reference_energies(structures: Sequence[Structure], elements: Sequence[str],
@@ -675,14 +692,21 @@ def fit_ace(
     test_structures: Sequence[Any] = (),
     plots: bool = True,
     active_set: bool = True,
+    initial_potential: Optional[Union[str, os.PathLike]] = None,
 ) -> ACEFitResult:
     """Fit an ACE potential to labelled ``structures`` (ASE Atoms with results, mlff
     Records or :class:`Structure`) and, with ``output_dir``, write
     ``output_potential.yaml`` (B basis), ``output_potential.yace``, ``output_potential.asi``,
-    ``metrics.json``, ``log.csv`` and parity plots."""
+    ``metrics.json``, ``log.csv`` and parity plots.
+
+    ``initial_potential``: a B-basis ``.yaml`` the fit starts from (see the module docstring)."""
     t0 = time.perf_counter()
     opts = options if isinstance(options, ACEFitOptions) else ACEFitOptions.from_mapping(options)
-    if not opts.potential:
+    source: Optional[ACEBasis] = None
+    init_info: Optional[Dict[str, Any]] = None
+    if initial_potential is not None:
+        source, init_info = _read_initial_potential(initial_potential)
+    if not opts.potential and source is None:
         raise ValueError("ACE fit: options.potential (the basis spec) is required")
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
@@ -690,8 +714,15 @@ def fit_ace(
     test_structures = [Structure.from_any(s) for s in test_structures]
     if not structures:
         raise ValueError("ACE fit: no training structures")
-    spec = dict(opts.potential)
-    final = build_basis(spec)
+    if source is None:
+        final = build_basis(dict(opts.potential))
+    elif opts.potential:
+        final, counts = warm_start(build_basis(dict(opts.potential)), source)
+        init_info.update(counts)
+    else:
+        final = source.copy()
+        init_info.update(loaded_functions=len(final.all_functions()), new_functions=0, unused_functions=0)
+    loaded_keys = {f.key() for f in source.all_functions()} if source is not None else set()
     e0 = reference_energies(structures, final.elements, opts.reference_energy)
     cutoff = max(float(b.spec["rcut"]) for b in final.blocks if len(b.elements) <= 2)
     batch = _Batch(structures, cutoff)
@@ -712,15 +743,18 @@ def fit_ace(
         growth of the previous one)."""
         nonlocal n_eval
         model = ACEFitModel(basis, e0)
-        model.seed_zero_densities(rng)
+        keep = torch.tensor([basis.blocks[bi].functions[fi].key() in loaded_keys for bi, fi in model.func_ref],
+                            dtype=torch.bool)
+        model.seed_zero_densities(rng, keep=keep)
         obj = _Objective(model, batch, target, weights, opts)
         x0 = model.pack(opts.fit_radial)
-        if opts.linear_start:
+        if opts.linear_start and source is None:  # from a file: its coefficients, not a re-solve
             x0 = _linear_start(obj, x0)
+        start_loss = float(obj.loss(torch.from_numpy(x0))[0].detach())
         x = _minimize(obj, x0, opts.maxiter, opts.fit_radial)
         model.store(*model.unpack(torch.from_numpy(x), opts.fit_radial))
         n_eval += obj.n_eval
-        history.append(dict(stage=stage, functions=len(basis.all_functions()),
+        history.append(dict(stage=stage, functions=len(basis.all_functions()), start_loss=start_loss,
                             loss=float(obj.loss(torch.from_numpy(x))[0].detach()), evaluations=obj.n_eval))
         return model
 
@@ -729,12 +763,21 @@ def fit_ace(
         model = fit_stage(current, 0)
     else:
         current = empty_like(final)
+        if source is not None:  # the ladder grows from the file's functions (pacemaker's way)
+            for blk, fblk in zip(current.blocks, final.blocks):
+                blk.functions = [f for f in fblk.functions if f.key() in loaded_keys]
+            if current.all_functions():
+                from .basis import update_bond_shapes
+
+                update_bond_shapes(current, old=final)
         stage = 0
         while True:
             ncur = len(current.all_functions())
             step = _ladder_step(opts.ladder_step, ncur, final_count)
             current, grown = extend_basis(current, final, step, opts.ladder_type)
             if not grown:
+                if stage == 0 and current.all_functions():  # a file's basis with nothing to add
+                    model = fit_stage(current, stage)
                 break
             model = fit_stage(current, stage)
             log.info("ACE ladder stage %d: %d functions, loss %.6g", stage, history[-1]["functions"],
@@ -771,13 +814,13 @@ def fit_ace(
             except (ActiveSetError, np.linalg.LinAlgError, ValueError) as exc:
                 log.warning("ACE fit: no active set written: %s", exc)
                 files["asi_error"] = str(exc)
-        log_text = "stage,functions,loss,evaluations\n" + "".join(
-            f"{h['stage']},{h['functions']},{h['loss']!r},{h['evaluations']}\n" for h in history)
+        log_text = "stage,functions,start_loss,loss,evaluations\n" + "".join(
+            f"{h['stage']},{h['functions']},{h['start_loss']!r},{h['loss']!r},{h['evaluations']}\n" for h in history)
         atomic_write(out / "log.csv", lambda tmp: Path(tmp).write_text(log_text))
         files["log"] = str(out / "log.csv")
         summary = dict(metrics=metrics, e0=e0, history=history, fit_time_s=fit_time,
                        functions=current.num_functions(), count_by_rank=current.count_by_rank(),
-                       n_evaluations=n_eval)
+                       n_evaluations=n_eval, init_from=init_info)
         summary_text = json.dumps(summary, indent=2)
         atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(summary_text))
         files["metrics"] = str(out / "metrics.json")
@@ -792,7 +835,24 @@ def fit_ace(
                     tp.setdefault(k, [])
                 parity_plot(tp, out / f"parity_{name}.png")
                 files[f"parity_{name}"] = str(out / f"parity_{name}.png")
-    return ACEFitResult(current, model_dict, e0, metrics, history, files, time.perf_counter() - t0, n_eval)
+    return ACEFitResult(current, model_dict, e0, metrics, history, files, time.perf_counter() - t0, n_eval,
+                        init_info)
+
+
+def _read_initial_potential(path: Union[str, os.PathLike]) -> Tuple[ACEBasis, Dict[str, Any]]:
+    """The B basis of a potential file and its provenance (path, sha256)."""
+    from ...training.transfer import file_sha256
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"model.init_from: {str(p)!r} does not exist")
+    if p.suffix.lower() in (".yace", ".ace"):
+        raise ValueError(f"model.init_from: {p.name} is a C-tilde potential, whose coefficients are merged from "
+                         "the B functions and cannot be split back; start from the B-basis .yaml written next to it "
+                         "(output_potential.yaml of mlff's ACE fit or pacemaker)")
+    if p.suffix.lower() not in (".yaml", ".yml"):
+        raise ValueError(f"model.init_from: a kind ace fit starts from a B-basis .yaml potential, got {p.name}")
+    return read_bbasis_yaml(p), {"source": str(p), "format": "bbasis-yaml", "sha256": file_sha256(p)}
 
 
 __all__ = ["ACEFitOptions", "ACEFitResult", "ACEFitModel", "Structure", "fit_ace", "evaluate", "metrics_of",

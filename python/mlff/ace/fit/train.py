@@ -5,8 +5,10 @@ other kind (``data:``, ``model:``, ``run:``), fitted by :func:`mlff.ace.fit.fit.
 ``potential`` (pacemaker's basis spec, inline or the path of a pacemaker ``input.yaml``),
 ``kappa``, ``stress_weight``, ``L1_coeffs``, ``L2_coeffs``, ``w0_rad``/``w1_rad``/``w2_rad``,
 ``maxiter``, ``ladder_step``, ``ladder_type``, ``fit_radial``, ``weighting``,
-``reference_energy``, ``repulsion``. The data split is the trainer's (``data.valid_fraction``,
-``data.test_fraction``); validation and test metrics are those of the held-out records.
+``reference_energy``, ``repulsion``. ``model.init_from``: a B-basis ``.yaml`` (mlff's or
+pacemaker's ``output_potential.yaml``) the fit starts from (see :mod:`mlff.ace.fit.fit`);
+``potential`` may then be omitted (the file's basis is fitted). The data split is the
+trainer's (``data.valid_fraction``, ``data.test_fraction``); validation and test metrics are those of the held-out records.
 Outputs go to ``run.output_dir``: ``output_potential.{yaml,yace,asi}``, ``metrics.json``,
 ``log.csv``, ``parity_*.png``.
 
@@ -17,6 +19,7 @@ An L-BFGS fit is one short run over the whole set, so there are no checkpoints:
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from .fit import ACEFitOptions, fit_ace
@@ -38,10 +41,14 @@ def train_ace(cfg: Any, resume: bool = False) -> Dict[str, Any]:
     if resume:
         raise ValueError("model.kind ace is fitted in one L-BFGS run and has no checkpoints to resume; "
                          "run without --resume")
-    if cfg.model.init_from:
-        raise ValueError("model.kind ace does not take init_from (give the basis in model.potential)")
     options = ACEFitOptions.from_mapping(cfg.model.options)
-    elements = resolve_elements(cfg.model.elements or options.potential.get("elements"))
+    source_elements = None
+    if cfg.model.init_from and not options.potential:
+        from .basis import read_bbasis_yaml
+
+        if Path(cfg.model.init_from).suffix.lower() in (".yaml", ".yml") and Path(cfg.model.init_from).exists():
+            source_elements = read_bbasis_yaml(cfg.model.init_from).elements
+    elements = resolve_elements(cfg.model.elements or options.potential.get("elements") or source_elements)
     split = load_split(cfg.data, elements)
     result = fit_ace(
         split.train,
@@ -49,6 +56,7 @@ def train_ace(cfg: Any, resume: bool = False) -> Dict[str, Any]:
         output_dir=cfg.run.output_dir,
         test_structures=list(split.valid) + list(split.test),
         plots=cfg.run.plots,
+        initial_potential=cfg.model.init_from,
     )
     return dict(
         kind="ace",
@@ -58,6 +66,7 @@ def train_ace(cfg: Any, resume: bool = False) -> Dict[str, Any]:
         e0=result.e0,
         functions=result.basis.num_functions(),
         wall_time_s=result.wall_time_s,
+        **({"init_from": result.init_from} if result.init_from else {}),
     )
 
 

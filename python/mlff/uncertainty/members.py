@@ -1,0 +1,86 @@
+"""Member outputs of an ensemble: what committees and shallow ensembles return besides the mean.
+
+A model with M members (independently trained networks, or several readout heads on one
+backbone) runs on the mean energy; its uncertainty is the members' disagreement. The
+contract (see :mod:`mlff.contract`, "Member outputs") lets the model return the members'
+*partial* forces and energies, and the engines reduce them (LAMMPS: ghosts to owners,
+ranks summed) and apply one deviation rule (:func:`mlff.contract.member_deviation`).
+Why partial: under LAMMPS MPI a member's force on an atom has contributions computed on
+other ranks, and the deviation is not linear in them, so it can only be taken after the
+reverse communication.
+
+Both ensemble kinds call :func:`member_outputs`, so the outputs are one implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+
+from ..contract import OutputSpec
+
+#: the partial outputs every ensemble returns, and the derived ones engines compute
+MEMBER_FORCES = "member_forces"
+MEMBER_ENERGIES = "member_energies"
+FORCES_UNCERTAINTY = "forces_uncertainty"
+ENERGY_UNCERTAINTY = "energy_uncertainty"
+
+
+def uncertainty_output_specs(n_members: int) -> List[OutputSpec]:
+    """The output specs of an ensemble of ``n_members`` (for ``contract_info()["outputs"]``)."""
+    if n_members < 2:
+        raise ValueError(f"an ensemble needs at least 2 members to disagree, got {n_members}")
+    return [
+        OutputSpec(name=MEMBER_FORCES, per_atom=True, unit="eV/Å", shape=[n_members, 3], partial=True,
+                   description="each member's forces (partial: ghosts' values belong to their owners)"),
+        OutputSpec(name=MEMBER_ENERGIES, per_atom=False, unit="eV", shape=[n_members], partial=True,
+                   description="each member's energy of the local atoms (partial: summed over ranks)"),
+        OutputSpec(name=FORCES_UNCERTAINTY, per_atom=True, unit="eV/Å", derived_from=MEMBER_FORCES,
+                   description="per-atom deviation of the members' forces (DeePMD's model deviation)"),
+        OutputSpec(name=ENERGY_UNCERTAINTY, per_atom=False, unit="eV", derived_from=MEMBER_ENERGIES,
+                   description="standard deviation of the members' total energies"),
+    ]
+
+
+def member_outputs(
+    member_energies: torch.Tensor,
+    edge_indices: List[torch.Tensor],
+    edge_vectors: List[torch.Tensor],
+    n_local: int,
+) -> Dict[str, torch.Tensor]:
+    """Partial member forces ``[N, M, 3]`` and member energies ``[M]`` (TorchScript).
+
+    ``member_energies``: per-atom energies of each member ``[N, M]``, differentiable with
+    respect to ``edge_vectors`` (which require grad, as every engine passes them). Each
+    member's forces follow the contract's edge rule (F_i += g, F_j -= g) from the energy
+    of the local atoms, so ghosts hold contributions for their owners, exactly as the
+    engines' own forces do. The graph is retained: the engine differentiates the mean
+    energy afterwards. Results are detached (outputs, not trained on here).
+    """
+    n = member_energies.shape[0]
+    m = member_energies.shape[1]
+    local = (torch.arange(n, device=member_energies.device) < n_local).unsqueeze(1)
+    totals = torch.where(local, member_energies, torch.zeros_like(member_energies)).sum(0)
+    forces = torch.zeros((n, m, 3), dtype=member_energies.dtype, device=member_energies.device)
+    if member_energies.requires_grad:
+        for k in range(m):
+            grads = torch.autograd.grad([totals[k]], edge_vectors, retain_graph=True, allow_unused=True)
+            f = torch.zeros((n, 3), dtype=member_energies.dtype, device=member_energies.device)
+            for li in range(len(grads)):
+                g = grads[li]
+                if g is not None:
+                    f = f.index_add(0, edge_indices[li][0], g).index_add(0, edge_indices[li][1], -g)
+            forces[:, k] = f
+    # literals: TorchScript cannot read the module-level names
+    return {"member_forces": forces.detach(), "member_energies": totals.detach()}
+
+
+__all__ = [
+    "ENERGY_UNCERTAINTY",
+    "FORCES_UNCERTAINTY",
+    "MEMBER_ENERGIES",
+    "MEMBER_FORCES",
+    "member_outputs",
+    "uncertainty_output_specs",
+]
