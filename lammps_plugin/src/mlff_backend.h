@@ -83,6 +83,14 @@ struct BackendOptions {
   std::string contract_key;                // must equal the module's mlff_contract_key (v2)
   std::vector<OutputRequest> outputs;      // named outputs to return (besides energies)
   int global_sums = 0;                     // K whole-system sums (model.global_sums)
+  // an AOTInductor .pt2 package (python/mlff/compiled.py): its calling convention,
+  // compiled for these devices and this CPU vector ISA
+  bool compiled = false;
+  std::vector<std::string> compiled_devices;
+  std::string compiled_isa;
+  std::string compiled_torch;              // the torch version that compiled the package
+  std::vector<double> list_cutoffs;        // padding edges are placed beyond them
+  int64_t first_element = 1;               // species of padding (ghost) nodes
 };
 
 class Backend {

@@ -261,6 +261,16 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
       if (meta.contains("min_distance") && !meta.at("min_distance").is_null())
         info.min_distance = meta.at("min_distance").get<double>();
       info.geometry_inputs = meta.value("geometry_inputs", std::vector<std::string>());
+      if (meta.contains("compiled") && !meta.at("compiled").is_null()) {
+        const auto &c = meta.at("compiled");
+        info.compiled_devices = c.value("devices", std::vector<std::string>());
+        if (info.compiled_devices.empty())
+          throw std::runtime_error("is a compiled package that names no device");
+        info.compiled_isa = c.value("cpu_isa", std::string("none"));
+        info.compiled_torch = c.value("torch_version", std::string("unknown"));
+        if (c.contains("fallback") && !c.at("fallback").is_null())
+          info.compiled_fallback = c.at("fallback").get<std::string>();
+      }
       for (const auto &name : info.geometry_inputs)
         if (name != "positions" && name != "cell")
           throw std::runtime_error("needs the geometry input '" + name +

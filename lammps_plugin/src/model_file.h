@@ -55,6 +55,10 @@ struct ModelInfo {
   bool needs_geometry() const { return !geometry_inputs.empty(); }
   std::string mlff_version;
   std::string torch_version;
+  // an AOTInductor .pt2 package (python/mlff/compiled.py); empty devices: TorchScript
+  std::vector<std::string> compiled_devices;
+  std::string compiled_isa, compiled_torch, compiled_fallback;
+  bool compiled() const { return !compiled_devices.empty(); }
 
   // elements/lists/range/dtype in the canonical form python/mlff/contract.py writes
   std::string contract_key() const;

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <map>
 
 using namespace LAMMPS_NS;
@@ -309,26 +310,69 @@ void PairMLFF::settings(int narg, char **arg)
     MPI_Comm_free(&node);
   }
 
-  mlff_lmp::BackendOptions options;
-  options.dtype = model_.dtype;
-  options.device = device_type_;
-  options.device_index = device_index_;
-  options.local_rank = local_rank;
-  options.contract_version = model_.contract_version;
-  options.contract_key = model_.contract_key();
-  for (const auto &o : model_.outputs)
-    if (!o.derived()) options.outputs.push_back({o.name, o.per_atom, o.width, o.partial});
-  options.global_sums = model_.global_sums;
-
-  failure.clear();
-  if (!ace) {
+  auto make_options = [&]() {
+    mlff_lmp::BackendOptions options;
+    options.dtype = model_.dtype;
+    options.device = device_type_;
+    options.device_index = device_index_;
+    options.local_rank = local_rank;
+    options.contract_version = model_.contract_version;
+    options.contract_key = model_.contract_key();
+    for (const auto &o : model_.outputs)
+      if (!o.derived()) options.outputs.push_back({o.name, o.per_atom, o.width, o.partial});
+    options.global_sums = model_.global_sums;
+    options.compiled = model_.compiled();
+    options.compiled_devices = model_.compiled_devices;
+    options.compiled_isa = model_.compiled_isa;
+    options.compiled_torch = model_.compiled_torch;
+    for (const auto &nl : model_.lists) options.list_cutoffs.push_back(nl.cutoff);
+    options.first_element = model_.elements.front();
+    return options;
+  };
+  auto try_create = [&](const std::string &bytes, const std::string &name) {
+    failure.clear();
     try {
-      backend_ = mlff_lmp::create_backend(data, path, options);
+      backend_ = mlff_lmp::create_backend(bytes, name, make_options());
     } catch (std::exception &e) {
       failure = e.what();
     }
-  }
+  };
+
+  failure.clear();
+  if (!ace) try_create(data, path);
   int bad = failure.empty() ? 0 : 1, anybad = 0, allbad = 0;
+  MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
+  const auto slash = path.find_last_of('/');
+  const std::string fallback = model_.compiled_fallback.empty() ? std::string() :
+      (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + model_.compiled_fallback;
+  int have_fallback = 0;
+  if (anybad && !ace && model_.compiled() && !fallback.empty()) {
+    if (comm->me == 0) have_fallback = std::ifstream(fallback).good() ? 1 : 0;
+    MPI_Bcast(&have_fallback, 1, MPI_INT, 0, world);
+  }
+  if (have_fallback) {
+    // a .pt2 that cannot run here (another device, torch or CPU): the TorchScript model
+    // exported beside it gives the same numbers, more slowly
+    // every rank learns rank 0's reason for the message
+    int len = static_cast<int>(failure.size());
+    MPI_Bcast(&len, 1, MPI_INT, 0, world);
+    std::string why = failure;
+    why.resize(len);
+    if (len) MPI_Bcast(&why[0], len, MPI_CHAR, 0, world);
+    if (comm->me == 0)
+      error->warning(FLERR, "pair_style mlff: {}; running {} instead (TorchScript)",
+                     why.empty() ? "the compiled model failed to load on a rank" : why, fallback);
+    backend_.reset();
+    data = read_broadcast(fallback);
+    try {
+      model_ = mlff_lmp::parse_model_info(fallback, data);
+    } catch (std::exception &e) {
+      error->all(FLERR, "pair_style mlff: {}", e.what());
+    }
+    if (model_.compiled()) error->all(FLERR, "pair_style mlff: the fallback {} is a .pt2 package too", fallback);
+    try_create(data, fallback);
+    bad = failure.empty() ? 0 : 1;
+  }
   MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
   MPI_Allreduce(&bad, &allbad, 1, MPI_INT, MPI_MIN, world);
   if (allbad) error->all(FLERR, "pair_style mlff: {}", failure);

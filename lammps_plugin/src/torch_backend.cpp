@@ -9,16 +9,19 @@
 #include "build_info.h"
 
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 
@@ -49,10 +52,103 @@ void tune_allocator()
 {
   static bool done = false;
   if (done || std::getenv("MLFF_NO_MALLOC_TUNING")) return;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_MMAP_THRESHOLD, 2147483647);    // the largest mallopt takes
+  mallopt(M_TRIM_THRESHOLD, -1);            // trimming off: see runtime.py for the numbers
   mallopt(M_TOP_PAD, 256 << 20);
   done = true;
+}
+
+// The device a backend runs on: cpu, or the CUDA device of this rank (round-robin over
+// the node's devices unless an index is given); a message fit for the user otherwise.
+torch::Device choose_device(const mlff_lmp::BackendOptions &opt)
+{
+  if (opt.device == "cpu") return torch::Device(torch::kCPU);
+  if (opt.device != "cuda") throw std::runtime_error("unknown device '" + opt.device + "'");
+  if (!torch::cuda::is_available()) {
+    const char *vis = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::ostringstream msg;
+    msg << "device cuda requested, but torch " << MLFF_TORCH_VERSION
+        << " finds no usable CUDA device"
+        << (std::strlen(MLFF_TORCH_CUDA) ? " (torch is built with CUDA " MLFF_TORCH_CUDA ")"
+                                         : " (this torch is a CPU-only build)")
+        << (vis ? std::string("; CUDA_VISIBLE_DEVICES=") + vis : std::string())
+        << ". Use 'device cpu' or run on a machine with an NVIDIA GPU and driver";
+    throw std::runtime_error(msg.str());
+  }
+  int n = static_cast<int>(torch::cuda::device_count());
+  int index = opt.device_index >= 0 ? opt.device_index : opt.local_rank % n;
+  if (index >= n)
+    throw std::runtime_error("device cuda:" + std::to_string(index) + " requested, but only " +
+                             std::to_string(n) + " CUDA device(s) are visible");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+torch::Dtype model_dtype(const std::string &dtype)
+{
+  if (dtype == "float64") return torch::kFloat64;
+  if (dtype == "float32") return torch::kFloat32;
+  throw std::runtime_error("unsupported model dtype '" + dtype + "'");
+}
+
+// The contract inputs as tensors on the device: species and one (index, vectors) pair
+// per list, the vectors as leaves that require grad when asked.
+void graph_tensors(const mlff_lmp::Graph &g, torch::Device device, torch::Dtype dtype, bool grad,
+                   torch::Tensor &z, std::vector<torch::Tensor> &eis, std::vector<torch::Tensor> &evs)
+{
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  z = torch::from_blob(const_cast<int64_t *>(g.species.data()), {g.n_nodes}, i64).to(device, false, true);
+  eis.clear();
+  evs.clear();
+  for (const auto &list : g.lists) {
+    const int64_t ne = list.n_edges();
+    torch::Tensor ei, ev;
+    if (ne > 0) {
+      ei = torch::from_blob(const_cast<int64_t *>(list.edge_index.data()), {2, ne}, i64).to(device, false, true);
+      ev = torch::from_blob(const_cast<double *>(list.edge_vectors.data()), {ne, 3}, f64)
+               .to(device, dtype, false, true);
+    } else {
+      ei = torch::empty({2, 0}, i64.device(device));
+      ev = torch::empty({0, 3}, torch::TensorOptions().dtype(dtype).device(device));
+    }
+    if (grad) ev.requires_grad_(true);
+    eis.push_back(ei);
+    evs.push_back(ev);
+  }
+}
+
+// A named output as doubles of the owned atoms (partial per-atom ones: of every node),
+// after checking its shape against the metadata
+void store_output(const mlff_lmp::OutputRequest &o, torch::Tensor v, int64_t n, int64_t n_local,
+                  mlff_lmp::Result &r)
+{
+  v = v.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  bool ok;
+  if (o.per_atom) {
+    ok = v.dim() >= 1 && v.size(0) == n && v.numel() == n * o.width;
+    // partial outputs keep the ghosts' contributions, which the caller sends to their owners
+    if (ok && !o.partial) v = v.narrow(0, 0, n_local).contiguous();
+  } else {
+    ok = v.numel() == o.width;
+  }
+  if (!ok)
+    throw std::runtime_error("the model returned '" + o.name + "' of shape " + c10::str(v.sizes()) + " for " +
+                             std::to_string(n) + " atoms; its metadata declares " +
+                             (o.per_atom ? "[atoms, " : "[") + std::to_string(o.width) + " numbers]");
+  r.outputs[o.name].assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+}
+
+void store_edge_gradients(const mlff_lmp::Graph &g, const std::vector<torch::Tensor> &grads, mlff_lmp::Result &r)
+{
+  r.edge_grad.resize(g.lists.size());
+  for (size_t k = 0; k < g.lists.size(); k++) {
+    const int64_t ne = g.lists[k].n_edges();
+    r.edge_grad[k].assign(3 * ne, 0.0);
+    if (k < grads.size() && grads[k].defined() && ne > 0) {
+      torch::Tensor g_cpu = grads[k].narrow(0, 0, ne).to(torch::kCPU, torch::kFloat64).contiguous();
+      std::memcpy(r.edge_grad[k].data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
+    }
+  }
 }
 
 class TorchBackend : public mlff_lmp::Backend {
@@ -62,34 +158,8 @@ class TorchBackend : public mlff_lmp::Backend {
       global_sums_(opt.global_sums)
   {
     tune_allocator();
-    if (opt.dtype == "float64")
-      dtype_ = torch::kFloat64;
-    else if (opt.dtype == "float32")
-      dtype_ = torch::kFloat32;
-    else
-      throw std::runtime_error("unsupported model dtype '" + opt.dtype + "'");
-
-    if (opt.device == "cuda") {
-      if (!torch::cuda::is_available()) {
-        const char *vis = std::getenv("CUDA_VISIBLE_DEVICES");
-        std::ostringstream msg;
-        msg << "device cuda requested, but torch " << MLFF_TORCH_VERSION
-            << " finds no usable CUDA device"
-            << (std::strlen(MLFF_TORCH_CUDA) ? " (torch is built with CUDA " MLFF_TORCH_CUDA ")"
-                                             : " (this torch is a CPU-only build)")
-            << (vis ? std::string("; CUDA_VISIBLE_DEVICES=") + vis : std::string())
-            << ". Use 'device cpu' or run on a machine with an NVIDIA GPU and driver";
-        throw std::runtime_error(msg.str());
-      }
-      int n = static_cast<int>(torch::cuda::device_count());
-      int index = opt.device_index >= 0 ? opt.device_index : opt.local_rank % n;
-      if (index >= n)
-        throw std::runtime_error("device cuda:" + std::to_string(index) + " requested, but only " +
-                                 std::to_string(n) + " CUDA device(s) are visible");
-      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-    } else if (opt.device != "cpu") {
-      throw std::runtime_error("unknown device '" + opt.device + "'");
-    }
+    dtype_ = model_dtype(opt.dtype);
+    device_ = choose_device(opt);
 
     torch::jit::ExtraFilesMap extra{{"mlff_metadata.json", ""}};
     try {
@@ -148,25 +218,9 @@ class TorchBackend : public mlff_lmp::Backend {
     auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
 
-    torch::Tensor z =
-        torch::from_blob(const_cast<int64_t *>(g.species.data()), {n}, i64).to(device_, false, true);
+    torch::Tensor z;
     std::vector<torch::Tensor> eis, evs;
-    for (const auto &list : g.lists) {
-      const int64_t ne = list.n_edges();
-      torch::Tensor ei, ev;
-      if (ne > 0) {
-        ei = torch::from_blob(const_cast<int64_t *>(list.edge_index.data()), {2, ne}, i64)
-                 .to(device_, false, true);
-        ev = torch::from_blob(const_cast<double *>(list.edge_vectors.data()), {ne, 3}, f64)
-                 .to(device_, dtype_, false, true);
-      } else {
-        ei = torch::empty({2, 0}, i64.device(device_));
-        ev = torch::empty({0, 3}, torch::TensorOptions().dtype(dtype_).device(device_));
-      }
-      ev.requires_grad_(true);
-      eis.push_back(ei);
-      evs.push_back(ev);
-    }
+    graph_tensors(g, device_, dtype_, true, z, eis, evs);
 
     std::vector<torch::jit::IValue> inputs;
     c10::Dict<std::string, torch::Tensor> system;
@@ -247,15 +301,7 @@ class TorchBackend : public mlff_lmp::Backend {
 
     torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
-    r.edge_grad.resize(evs.size());
-    for (size_t k = 0; k < evs.size(); k++) {
-      const int64_t ne = g.lists[k].n_edges();
-      r.edge_grad[k].assign(3 * ne, 0.0);
-      if (grads[k].defined() && ne > 0) {
-        torch::Tensor g_cpu = grads[k].to(torch::kCPU, torch::kFloat64).contiguous();
-        std::memcpy(r.edge_grad[k].data(), g_cpu.data_ptr<double>(), sizeof(double) * 3 * ne);
-      }
-    }
+    store_edge_gradients(g, std::vector<torch::Tensor>(grads.begin(), grads.begin() + evs.size()), r);
     r.position_grad.clear();
     r.cell_grad.clear();
     if (geometry) {
@@ -274,23 +320,9 @@ class TorchBackend : public mlff_lmp::Backend {
     r.outputs.clear();
     if (!g.want_outputs) return;
     for (const auto &o : outputs_) {
-      const std::string &name = o.name;
-      if (!dict.contains(name))
-        throw std::runtime_error("the model output has no '" + name + "' although its metadata declares it");
-      torch::Tensor v = dict.at(name).toTensor().detach().to(torch::kCPU, torch::kFloat64).contiguous();
-      bool ok;
-      if (o.per_atom) {
-        ok = v.dim() >= 1 && v.size(0) == n && v.numel() == n * o.width;
-        // partial outputs keep the ghosts' contributions, which the caller sends to their owners
-        if (ok && !o.partial) v = v.narrow(0, 0, g.n_local).contiguous();
-      } else {
-        ok = v.numel() == o.width;
-      }
-      if (!ok)
-        throw std::runtime_error("the model returned '" + name + "' of shape " + c10::str(v.sizes()) +
-                                 " for " + std::to_string(n) + " atoms; its metadata declares " +
-                                 (o.per_atom ? "[atoms, " : "[") + std::to_string(o.width) + " numbers]");
-      r.outputs[name].assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+      if (!dict.contains(o.name))
+        throw std::runtime_error("the model output has no '" + o.name + "' although its metadata declares it");
+      store_output(o, dict.at(o.name).toTensor(), n, g.n_local, r);
     }
   }
 
@@ -300,6 +332,165 @@ class TorchBackend : public mlff_lmp::Backend {
   int version_ = 2;
   std::vector<mlff_lmp::OutputRequest> outputs_;
   int global_sums_ = 0;
+};
+
+// Whether this CPU can run kernels inductor compiled for `isa` (inductor's names, space
+// separated: "avx512 amx_tile", "avx2", "neon", "none"). A package compiled for
+// instructions the CPU lacks would die of SIGILL inside LAMMPS.
+bool cpu_runs(const std::string &isa)
+{
+  std::istringstream words(isa);
+  std::string w;
+  bool all = true;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+#endif
+  while (words >> w) {
+    bool ok = w == "none";
+#if defined(__x86_64__)
+    if (w == "avx512")
+      ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+    else if (w == "avx2")
+      ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    else if (w == "amx_tile")
+      ok = __builtin_cpu_supports("amx-tile");
+#endif
+#elif defined(__aarch64__)
+    if (w == "neon" || w == "asimd") ok = true;
+#endif
+    all = all && ok;
+  }
+  return all;
+}
+
+// An AOTInductor .pt2 package (python/mlff/compiled.py documents its calling convention):
+// the energies and the edge gradients come out of the compiled code; the pair style
+// applies the contract's rule as for TorchScript models.
+class CompiledBackend : public mlff_lmp::Backend {
+ public:
+  CompiledBackend(const std::string &data, const std::string &name, const mlff_lmp::BackendOptions &opt) :
+      device_(torch::kCPU), outputs_(opt.outputs), cutoffs_(opt.list_cutoffs), first_element_(opt.first_element)
+  {
+    tune_allocator();
+    dtype_ = model_dtype(opt.dtype);
+    device_ = choose_device(opt);
+    const std::string type = device_.is_cuda() ? "cuda" : "cpu";
+    std::string devices;
+    bool have = false;
+    for (const auto &d : opt.compiled_devices) {
+      devices += (devices.empty() ? "" : ", ") + d;
+      have = have || d == type;
+    }
+    const std::string hint = "; run the TorchScript .pt written beside it, or re-export the model on this "
+                             "machine with 'mlff export ... -o model.pt2'";
+    if (!have) throw std::runtime_error(name + " was compiled for " + devices + ", not " + type + hint);
+    std::string here = MLFF_TORCH_VERSION;
+    here = here.substr(0, here.find('+'));
+    if (opt.compiled_torch != here)
+      throw std::runtime_error(name + " was compiled with torch " + opt.compiled_torch + ", and this plugin runs torch " +
+                               here + ": AOTInductor packages run only with the torch that compiled them" + hint);
+    if (type == "cpu" && !cpu_runs(opt.compiled_isa))
+      throw std::runtime_error(name + " was compiled for CPUs with " + opt.compiled_isa +
+                               " instructions, which this CPU does not have" + hint);
+    // the loader takes a path: the broadcast bytes go to a private temporary file
+    const char *tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/mlff-XXXXXX.pt2";
+    std::vector<char> path(tmpl.begin(), tmpl.end());
+    path.push_back('\0');
+    int fd = mkstemps(path.data(), 4);
+    if (fd < 0) throw std::runtime_error("cannot create a temporary file for " + name + " in " + tmpl);
+    bool written = write_all(fd, data);
+    close(fd);
+    if (!written) {
+      unlink(path.data());
+      throw std::runtime_error("cannot write a temporary copy of " + name + " (" + path.data() + ")");
+    }
+    try {
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+          path.data(), type, false, 1, device_.is_cuda() ? device_.index() : static_cast<c10::DeviceIndex>(-1));
+    } catch (const c10::Error &e) {
+      unlink(path.data());
+      throw std::runtime_error(name + " could not be loaded by AOTInductor (torch " MLFF_TORCH_VERSION "): " +
+                               e.what_without_backtrace() + hint);
+    }
+    unlink(path.data());    // the loader has unpacked what it needs
+  }
+
+  std::string device() const override { return device_.str() + " (AOTInductor)"; }
+
+  void compute(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Reducer *) override
+  {
+    try {
+      run(g, r);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error(e.what_without_backtrace());
+    }
+  }
+
+ private:
+  static bool write_all(int fd, const std::string &data)
+  {
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t w = write(fd, data.data() + off, data.size() - off);
+      if (w <= 0) return false;
+      off += static_cast<size_t>(w);
+    }
+    return true;
+  }
+
+  void run(const mlff_lmp::Graph &g, mlff_lmp::Result &r)
+  {
+    const int64_t n = g.n_nodes;
+    torch::Tensor z;
+    std::vector<torch::Tensor> eis, evs;
+    graph_tensors(g, device_, dtype_, false, z, eis, evs);
+    // compiled shapes start at two atoms and two edges per list: pad with ghost nodes and
+    // edges beyond the cutoff, which every contract model weights zero
+    constexpr int64_t MIN_SIZE = 2;
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+    if (n < MIN_SIZE) z = torch::cat({z, torch::full({MIN_SIZE - n}, first_element_, i64)});
+    for (size_t k = 0; k < evs.size(); k++) {
+      const int64_t missing = MIN_SIZE - evs[k].size(0);
+      if (missing <= 0) continue;
+      torch::Tensor far = torch::zeros({missing, 3}, evs[k].options());
+      far.select(1, 0).fill_(3.0 * cutoffs_.at(k));
+      eis[k] = torch::cat({eis[k], torch::zeros({2, missing}, i64)}, 1);
+      evs[k] = torch::cat({evs[k], far});
+    }
+    std::vector<torch::Tensor> inputs{z};
+    for (auto &ei : eis) inputs.push_back(ei);
+    for (auto &ev : evs) inputs.push_back(ev);
+    inputs.push_back(torch::empty({g.n_local, 0}, torch::TensorOptions().dtype(torch::kFloat32).device(device_)));
+    inputs.push_back(torch::full({}, g.charge, torch::TensorOptions().dtype(torch::kFloat64).device(device_)));
+    inputs.push_back(torch::full({}, g.fidelity, i64));
+    std::vector<torch::Tensor> out = loader_->run(inputs);
+    const size_t nl = evs.size();
+    if (out.size() != 1 + nl + outputs_.size())
+      throw std::runtime_error("the compiled model returned " + std::to_string(out.size()) + " tensors instead of " +
+                               std::to_string(1 + nl + outputs_.size()) + "; re-export it");
+    torch::Tensor e_cpu = out[0].narrow(0, 0, g.n_local).to(torch::kCPU, torch::kFloat64).contiguous();
+    r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
+    store_edge_gradients(g, std::vector<torch::Tensor>(out.begin() + 1, out.begin() + 1 + nl), r);
+    r.position_grad.clear();
+    r.cell_grad.clear();
+    r.outputs.clear();
+    if (!g.want_outputs) return;
+    for (size_t k = 0; k < outputs_.size(); k++) {
+      torch::Tensor v = out[1 + nl + k];
+      if (outputs_[k].per_atom) v = v.narrow(0, 0, n);
+      store_output(outputs_[k], v, n, g.n_local, r);
+    }
+  }
+
+  torch::Device device_;
+  torch::Dtype dtype_ = torch::kFloat64;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  std::vector<mlff_lmp::OutputRequest> outputs_;
+  std::vector<double> cutoffs_;
+  int64_t first_element_ = 1;
 };
 
 void copy_message(const std::string &msg, char *err, size_t errlen)
@@ -328,6 +519,7 @@ MLFF_EXPORT mlff_lmp::Backend *mlff_lammps_create_backend(const char *data, size
                                                           char *err, size_t errlen)
 {
   try {
+    if (options->compiled) return new CompiledBackend(std::string(data, size), name, *options);
     return new TorchBackend(std::string(data, size), name, *options);
   } catch (const c10::Error &e) {
     copy_message(e.what_without_backtrace(), err, errlen);

@@ -53,6 +53,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if meta.min_distance is not None:
         print(f"min distance:      {meta.min_distance:.3f} Å in the training data")
     print(f"written by:        mlff {meta.mlff_version}, torch {meta.torch_version}")
+    if meta.compiled:
+        from .compiled import supported_isas
+
+        c = meta.compiled
+        runs = "runs here" if c.get("cpu_isa", "none") in supported_isas() else "NOT supported by this CPU"
+        print(f"compiled:          AOTInductor for {', '.join(c.get('devices', []))}; CPU kernels for "
+              f"{c.get('cpu_isa')} ({runs}); torch {c.get('torch_version')}"
+              + (f"; fallback {c['fallback']}" if c.get("fallback") else ""))
     for k, v in meta.hyperparameters.items():
         print(f"  {k}: {v}")
     for k, v in meta.provenance.items():
@@ -101,9 +109,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from .models.fidelity import fix_fidelity
 
         model = fix_fidelity(model, args.fidelity)
-    meta = export_model(model, args.output, provenance=payload.get("provenance"))
+    if args.output.endswith(".pt2"):
+        from .compiled import export_compiled
+
+        meta = export_compiled(model, args.output, provenance=payload.get("provenance"),
+                               devices=args.devices, fallback=not args.no_fallback)
+        where = f"AOTInductor for {', '.join(meta.compiled['devices'])} ({meta.compiled['cpu_isa']})"
+        if meta.compiled.get("fallback"):
+            where += f"; TorchScript fallback {meta.compiled['fallback']} beside it"
+    else:
+        meta = export_model(model, args.output, provenance=payload.get("provenance"))
+        where = "TorchScript"
     added = f", with {' + '.join(t.kind for t in terms)} added to the network" if terms else ""
-    print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}{added}")
+    print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}{added}; "
+          f"{where}")
     return 0
 
 
@@ -139,13 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_info)
 
     s = sub.add_parser(
-        "export", help="export a training checkpoint or an ACE file (.yace, .ace) to TorchScript (.pt)",
+        "export", help="export a training checkpoint or an ACE file (.yace, .ace) to TorchScript (.pt) or AOTInductor (.pt2)",
         description="Export the network of a checkpoint plus the physics terms it was trained with; "
         "--dispersion adds a D3(BJ) term to any checkpoint (e.g. one trained on dispersion-free labels). "
         "An ACE file becomes the TorchScript ACE module (for CUDA and tools that take .pt).",
     )
     s.add_argument("checkpoint", help="training checkpoint, or ACE potential (.yace, .ace)")
-    s.add_argument("-o", "--output", default="model.pt")
+    s.add_argument("-o", "--output", default="model.pt",
+                   help="model.pt (TorchScript) or model.pt2 (AOTInductor, compiled for this machine's CPU "
+                        "and GPU; the .pt is written beside it as the fallback)")
+    s.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
+                   help=".pt2: devices to compile for (default: cpu, and cuda where a GPU is present)")
+    s.add_argument("--no-fallback", action="store_true", help=".pt2: do not write the TorchScript .pt beside it")
     s.add_argument("--dtype", choices=["float32", "float64"], help="cast the network before export")
     d = s.add_argument_group("dispersion added at export")
     d.add_argument("--dispersion", choices=["d3bj"], help="add this dispersion correction to the model")

@@ -222,6 +222,9 @@ class ModelMetadata(BaseModel):
     probe_energy: Optional[float] = Field(default=None, description="energy of the probe system at export (load check)")
     hyperparameters: Dict[str, Any] = Field(default_factory=dict)
     provenance: Dict[str, Any] = Field(default_factory=dict)
+    compiled: Optional[Dict[str, Any]] = Field(
+        default=None, description="a .pt2 package: devices, CPU ISA, torch version, fallback .pt (mlff.compiled)"
+    )
     mlff_version: str = __version__
     torch_version: str = torch.__version__.split("+")[0]
 

@@ -66,7 +66,15 @@ def resolve_model(
             return module.to(device), meta
         return native_module(path)
     if path.suffix == ".pt2":
-        raise MLFFModelError(f"{path}: .pt2 (AOTInductor) files are not supported by this mlff build yet")
+        from .compiled import load_compiled
+
+        module, meta = load_compiled(path, device)
+        if scriptable and not isinstance(module, torch.jit.ScriptModule):
+            raise MLFFModelError(
+                f"{path} is an AOTInductor package, which cannot run inside TorchScript (OpenMM's "
+                "TorchForce); use the PythonForce backend (MLFFForce(..., backend='python')) or the .pt"
+            )
+        return module, meta
     if _is_torchscript_export(path):
         loaded = load_model(path, device)
         return loaded.module, loaded.metadata

@@ -124,8 +124,17 @@ def check_elements(numbers: np.ndarray, meta: ModelMetadata, where: str = "the M
     meta.check_elements(numbers, where)
 
 
-def _load(model: ModelSpec) -> Tuple[torch.nn.Module, ModelMetadata]:
-    # the module runs inside TorchScript (TorchForce, or the scripted PythonForce wrapper)
+def _is_compiled(model: ModelSpec) -> bool:
+    from ..compiled import is_compiled_path
+
+    return isinstance(model, (str, os.PathLike)) and is_compiled_path(model)
+
+
+def _load(model: ModelSpec, device: str = "cpu") -> Tuple[torch.nn.Module, ModelMetadata]:
+    # the module runs inside TorchScript (TorchForce, or the scripted PythonForce wrapper);
+    # an AOTInductor package runs in Python (the PythonForce wrapper, eager)
+    if _is_compiled(model):
+        return resolve_model(model, device)
     return resolve_model(model, "cpu", scriptable=True)
 
 
@@ -146,12 +155,20 @@ def build_module(
     charge: float = 0.0,
     fidelity: Union[int, str, None] = None,
 ) -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Script the OpenMM module for ``model`` (positions/box in nm for static sizing)."""
-    module, meta = _load(model)
-    module = module.to("cpu").eval()
+    """Script the OpenMM module for ``model`` (positions/box in nm for static sizing).
+
+    An AOTInductor ``.pt2`` package is compiled code already: its module stays eager
+    Python (for the PythonForce backend), on ``device``.
+    """
+    from ..compiled import CompiledModel
+
+    module, meta = _load(model, device)
+    compiled = isinstance(module, CompiledModel)
+    if not compiled:
+        module = module.to("cpu").eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    if not isinstance(module, torch.jit.ScriptModule) and not isinstance(module, V1Adapter):
+    if not compiled and not isinstance(module, torch.jit.ScriptModule) and not isinstance(module, V1Adapter):
         module = torch.jit.script(module)
     z = np.asarray(atomic_numbers, dtype=np.int64)
     check_elements(z, meta)
@@ -176,6 +193,8 @@ def build_module(
         close_contact_limit=meta.close_contact_limit(), geometry=meta.needs_geometry,
         derived=[(o.name, o.derived_from, o.per_atom) for o in meta.derived_outputs],
     )
+    if compiled:
+        return wrapper.eval().to(device), meta
     scripted = torch.jit.script(wrapper.eval())
     return scripted.to(device), meta
 
@@ -212,6 +231,11 @@ class _PythonForceComputation:
     def __getstate__(self):
         import io
 
+        if not isinstance(self.module, torch.jit.ScriptModule):
+            raise TypeError(
+                "an MLFFForce running an AOTInductor .pt2 package cannot be serialised (XmlSerializer, "
+                "copying a System); build the force from the .pt model for that"
+            )
         buffer = io.BytesIO()
         torch.jit.save(self.module, buffer)
         return {"module": buffer.getvalue(), "periodic": self.periodic, "device": self.device}
@@ -332,6 +356,14 @@ def MLFFForce(
         if openmmtorch is None and backend != "auto":
             raise ImportError(f"backend='torch' was requested but openmm-torch cannot be imported ({_torch_import_error})")
     chosen = TORCH_BACKEND if openmmtorch is not None else PYTHON_BACKEND
+    if _is_compiled(model):
+        # openmm-torch runs TorchScript only; the compiled package runs from Python
+        if backend in ("torch", TORCH_BACKEND):
+            raise ValueError(
+                f"{model} is an AOTInductor .pt2 package, which openmm-torch's TorchForce cannot run; "
+                "use backend='python' (the default for .pt2 files) or the .pt model"
+            )
+        chosen = PYTHON_BACKEND
 
     static = bool(static_shapes) or cuda_graphs
     pos_nm = box_nm = None
@@ -370,7 +402,9 @@ def MLFFForce(
     else:
         import openmm
 
-        if chosen != backend and backend == "auto":
+        if _is_compiled(model):
+            log.info("mlff: %s is an AOTInductor package; it runs through openmm.PythonForce", model)
+        elif chosen != backend and backend == "auto":
             log.warning(
                 "mlff: openmm-torch is not importable (%s); using the slower openmm.PythonForce backend",
                 _torch_import_error,
