@@ -325,6 +325,48 @@ def ase_compile_ab(sizes: Sequence[int], rounds: int, steps: int = 1, dtype: str
     return lines
 
 
+#: (engine label, engine for the .pt, engine for the .pt2): openmm-torch cannot run a
+#: package, so OpenMM compares each file's fastest path
+PT2_ENGINES = {
+    "raw": (None, None),
+    "ase": ("ase", "ase"),
+    "lammps": ("lammps", "lammps"),
+    "openmm": ("openmm-torch", "openmm-python"),
+}
+
+
+def pt2_ab(sizes: Sequence[int], rounds: int, steps: int, engines: Sequence[str], workdir: str) -> List[str]:
+    """The default bench PaiNN (64 features, 3 layers, 5 Å, float32) as .pt and as .pt2,
+    per atom-step in each engine, interleaved (pt, pt2, pt, pt2, ...); medians and ratio."""
+    from pathlib import Path
+
+    from .compiled import export_compiled
+
+    pt2 = Path(workdir) / "bench_painn.pt2"
+    pt = pt2.with_suffix(".pt")
+    if not pt2.exists():
+        export_compiled(default_bench_model(torch.float32), pt2, devices=["cpu"])
+    lines = ["| engine | atoms | .pt µs/atom-step | .pt2 µs/atom-step | speed-up |", "|---|---|---|---|---|"]
+    for n in sizes:
+        atoms = cu_supercell(n)
+        for name in engines:
+            times: Dict[str, List[float]] = {"pt": [], "pt2": []}
+            for _ in range(rounds):
+                for kind, path in (("pt", pt), ("pt2", pt2)):
+                    if name == "raw":
+                        module, meta = resolve_model(str(path))
+                        with torch.jit.optimized_execution(False):
+                            t = time_raw(module, atoms, meta.list_cutoffs, meta.torch_dtype, "cpu", steps)
+                    else:
+                        engine = PT2_ENGINES[name][0 if kind == "pt" else 1]
+                        t = _engine(engine)(atoms, str(path), steps)
+                    times[kind].append(t / len(atoms) * 1e6)
+            a, b = float(np.median(times["pt"])), float(np.median(times["pt2"]))
+            lines.append(f"| {name} | {len(atoms)} | {a:.1f} | {b:.1f} | {a / b:.2f}x |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     import argparse
 
@@ -345,7 +387,23 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     mm.add_argument("atoms", type=int)
     mm.add_argument("--steps", type=int, default=3)
     mm.add_argument("--features", type=int, default=64)
+    pp = sub.add_parser("pt2", help="the bench PaiNN as .pt and .pt2 in each engine, interleaved")
+    pp.add_argument("--sizes", type=int, nargs="+", default=[256, 864, 4000])
+    pp.add_argument("--rounds", type=int, default=3)
+    pp.add_argument("--steps", type=int, default=3)
+    pp.add_argument("--engines", nargs="+", default=list(PT2_ENGINES), choices=list(PT2_ENGINES))
+    pp.add_argument("--workdir", default="bench_output", help="where the compiled model is kept")
     args = p.parse_args(argv)
+    if args.cmd == "pt2":
+        from pathlib import Path
+
+        from .runtime import tune_allocator
+
+        tune_allocator()
+        torch.set_num_threads(1)
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        print("\n".join(pt2_ab(args.sizes, args.rounds, args.steps, args.engines, args.workdir)))
+        return
     if args.cmd == "malloc":
         print(json.dumps(malloc_step(args.setting, args.atoms, args.steps, args.features)), flush=True)
         return

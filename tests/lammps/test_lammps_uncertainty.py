@@ -65,6 +65,24 @@ def test_extrapolation_queue_holds_exactly_the_frames_in_the_trust_window(light_
         np.testing.assert_allclose(frame.arrays["forces_uncertainty"], calc.results["forces_uncertainty"],
                                    rtol=0, atol=1e-9)
         assert frame.info["max_forces_uncertainty"] == pytest.approx(devs[frame.info["step"]], abs=1e-12)
+    if nprocs == 1:
+        # the queue is a labelling job: `mlff label --as-is` labels its frames, once each
+        import subprocess
+        import sys
+
+        from mlff.data.store import read_records
+
+        cmd = [sys.executable, "-m", "mlff.cli", "label", str(queue), "--as-is", "-o", str(tmp_path / "q.db"),
+               "--teacher", "emt", "--no-progress"]
+        first = subprocess.run(cmd, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        again = subprocess.run(cmd, capture_output=True, text=True)
+        assert f"0 new structures" in again.stdout and f"{len(frames)} already there" in again.stdout
+        records = read_records(tmp_path / "q.db")
+        assert len(records) == len(frames)
+        for rec, frame in zip(records, frames):
+            np.testing.assert_allclose(rec.positions, frame.positions, rtol=0, atol=1e-12)
+            assert rec.forces is not None
 
 
 def test_fix_halt_stops_a_run_whose_deviation_exceeds_the_threshold(light_committee_file, tmp_path):

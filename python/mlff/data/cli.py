@@ -40,6 +40,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
         strain=args.strain,
         max_strain=args.max_strain,
         seed=args.seed,
+        as_is=args.as_is,
     )
     teacher = make_teacher(args.teacher, **_teacher_settings(args.teacher_option))
     if args.fidelity is not None:
@@ -138,6 +139,9 @@ def register(subparsers) -> None:
     s.add_argument("--max-strain", type=float, default=0.04)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-new", type=int, help="stop after this many new structures")
+    s.add_argument("--as-is", action="store_true",
+                   help="label the structures as given (every frame of the file), no MD, rattling or strain: "
+                        "e.g. the queue of LAMMPS fix mlff/extrapolation; re-running labels only new frames")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_label)
 

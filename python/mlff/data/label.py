@@ -177,6 +177,9 @@ def label(
                         steps += cfg.md_equilibration
                     atoms = run_md_segment(atoms, teacher.calculator, task.temperature, steps, cfg, task.seed)
                     chain_atoms[task.chain] = atoms
+                elif task.kind == "given":
+                    atoms = base.copy()
+                    atoms.calc = None
                 elif task.kind == "rattle":
                     atoms = rattled(base, task, cfg)
                 else:

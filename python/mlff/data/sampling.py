@@ -33,6 +33,9 @@ class SamplingConfig(BaseModel):
     strain: int = Field(20, ge=0, description="strained + rattled cells (periodic structures only)")
     max_strain: float = Field(0.04, ge=0)
     seed: int = 0
+    as_is: bool = Field(
+        False, description="label the given structures themselves, nothing sampled (e.g. an uncertainty queue)"
+    )
 
 
 @dataclass
@@ -56,6 +59,10 @@ def stable_seed(*parts: object) -> int:
 
 def plan(bases: Sequence[Atoms], cfg: SamplingConfig) -> List[Task]:
     tasks: List[Task] = []
+    if cfg.as_is:
+        # one task per structure, by position: a queue that grows (fix mlff/extrapolation
+        # appends frames) is labelled incrementally on each re-run
+        return [Task(f"given-b{b}", b, "given") for b in range(len(bases))]
     for b, atoms in enumerate(bases):
         for t in cfg.temperatures:
             chain = f"md-b{b}-T{t:g}"

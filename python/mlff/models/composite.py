@@ -19,6 +19,9 @@ from ..contract import NeighborListSpec
 class AdditiveModel(nn.Module):
     """``energies = network + sum(terms)``; other outputs come from the network.
 
+    A network with member outputs (a shallow ensemble) gets the terms' energy and forces
+    added to every member's, so that each member is a whole model like a committee's.
+
     The interaction range is the largest of the parts' (each part's own range already
     covers its lists and hops), and the composite is global if any part is.
     """
@@ -106,6 +109,7 @@ class AdditiveModel(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         result: Dict[str, torch.Tensor] = {}
         energies = torch.zeros(atomic_numbers.shape[0], dtype=edge_vectors[0].dtype, device=atomic_numbers.device)
+        terms = torch.zeros_like(energies)
         for k, part in enumerate(self.parts):
             idx = self.list_maps[k]
             eis = [edge_indices[m] for m in idx]
@@ -117,8 +121,54 @@ class AdditiveModel(nn.Module):
                 for key, value in out.items():
                     if key != "energies":
                         result[key] = value
+            else:
+                terms = terms + out["energies"]
         result["energies"] = energies
+        if len(self.parts) > 1 and "member_forces" in result and "member_energies" in result:
+            self._add_terms_to_members(result, terms, edge_indices, edge_vectors, n_local, system)
         return result
+
+    def _add_terms_to_members(
+        self,
+        result: Dict[str, torch.Tensor],
+        terms: torch.Tensor,
+        edge_indices: List[torch.Tensor],
+        edge_vectors: List[torch.Tensor],
+        n_local: int,
+        system: Dict[str, torch.Tensor],
+    ) -> None:
+        """Add the terms' energy and forces to every member of a network's ensemble.
+
+        A shallow ensemble's members are network heads; each member is the head *plus
+        the terms*, so its energy and forces must be comparable with the composite's
+        (the deviation is unchanged: a common part cancels). The forces follow the
+        contract's rule, edge gradients and, for geometry inputs, -dE/dpos; the graph
+        is retained for the engine's own backward pass.
+        """
+        n = terms.shape[0]
+        local = torch.arange(n, device=terms.device) < n_local
+        total = torch.where(local, terms, torch.zeros_like(terms)).sum()
+        result["member_energies"] = result["member_energies"] + total.detach()
+        if not total.requires_grad:
+            return
+        inputs: List[torch.Tensor] = []
+        for ev in edge_vectors:
+            inputs.append(ev)
+        positions = system.get("positions")
+        with_positions = positions is not None and positions.requires_grad
+        if positions is not None and with_positions:
+            inputs.append(positions)
+        grads = torch.autograd.grad([total], inputs, retain_graph=True, allow_unused=True)
+        forces = torch.zeros((n, 3), dtype=terms.dtype, device=terms.device)
+        for li in range(len(edge_vectors)):
+            g = grads[li]
+            if g is not None:
+                forces = forces.index_add(0, edge_indices[li][0], g).index_add(0, edge_indices[li][1], -g)
+        if with_positions:
+            p = grads[len(edge_vectors)]
+            if p is not None:
+                forces = forces - p
+        result["member_forces"] = result["member_forces"] + forces.detach().unsqueeze(1)
 
 
 class GlobalAdditiveModel(AdditiveModel):

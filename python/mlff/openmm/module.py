@@ -54,9 +54,10 @@ class MLFFOpenMMModule(torch.nn.Module):
         derived: Optional[List[Tuple[str, str, bool]]] = None,
     ):
         super().__init__()
-        self.derived_names: List[str] = [d[0] for d in derived or []]
-        self.derived_sources: List[str] = [d[1] for d in derived or []]
-        self.derived_per_atom: List[bool] = [bool(d[2]) for d in derived or []]
+        # never empty: TorchScript cannot type an empty list attribute (an empty name is skipped)
+        self.derived_names: List[str] = [d[0] for d in derived or []] or [""]
+        self.derived_sources: List[str] = [d[1] for d in derived or []] or [""]
+        self.derived_per_atom: List[bool] = [bool(d[2]) for d in derived or []] or [False]
         self.register_buffer("energies_only", torch.zeros((), dtype=torch.long))
         if geometry and not periodic:
             raise ValueError("a model with geometry inputs (Ewald) needs a periodic OpenMM System")
@@ -237,7 +238,7 @@ class MLFFOpenMMModule(torch.nn.Module):
         # no ghosts here: the partial member outputs are complete, so derive directly
         for k in range(len(self.derived_names)):
             source = self.derived_sources[k]
-            if source in result:
+            if source != "" and source in result:
                 result[self.derived_names[k]] = member_deviation(result[source], self.derived_per_atom[k])
         return result
 

@@ -222,6 +222,9 @@ class RunConfig(_Strict):
     tensorboard: bool = True
     plots: bool = True
     export: bool = True
+    export_compiled: bool = Field(
+        False, description="also compile the exported model with AOTInductor (model.pt2 beside model.pt)"
+    )
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads per process")
 
 

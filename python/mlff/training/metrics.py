@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ..contract import evaluate
+from ..contract import derive_from_energies
 from ..units import stress_from_virial
 from .batching import Batch, Presence
 from .config import LossConfig
@@ -23,11 +23,50 @@ METRIC_NAMES = (
 CHARGE_METRIC_NAMES = ("charge_mae", "charge_rmse")
 
 
-def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: bool) -> Dict[str, torch.Tensor]:
-    """Energy per structure, forces and (optionally) stress, via mlff.contract.evaluate.
+#: the undeclared output of a shallow ensemble in training mode: each head's per-atom
+#: energies ``[N, M]`` (see :class:`mlff.models.painn.PaiNN`, ``n_heads``)
+HEAD_ENERGIES = "head_energies"
 
-    Forces come from the same edge-gradient rule every engine uses, so the model is
-    trained on exactly the forces it will be run with.
+
+def _wants_named_outputs(model: torch.nn.Module) -> bool:
+    """Whether the trainer needs the model's named outputs: only charges are trained on.
+
+    Other named outputs (an ensemble's member forces, M extra backward passes) are
+    skipped through the contract's ``system["outputs"] = 0``.
+    """
+    info = getattr(model, "contract_info", None)
+    if info is None:
+        return True
+    names = [o["name"] if isinstance(o, dict) else o.name for o in info().get("outputs", [])]
+    return "charges" in names or not names
+
+
+def _structure_sums(out: Dict[str, torch.Tensor], b: Batch, need_stress: bool) -> Dict[str, torch.Tensor]:
+    """Energy per structure, forces and stress from :func:`derive_from_energies`'s result."""
+    energy = torch.zeros(b.n_structures, dtype=out["energies"].dtype, device=out["energies"].device).index_add(
+        0, b.batch, out["energies"]
+    )
+    result = {"energy": energy, "forces": out["forces"]}
+    if need_stress:
+        virial = torch.zeros((b.n_structures, 3, 3), dtype=energy.dtype, device=energy.device).index_add(
+            0, b.batch, out["atom_virial"]
+        )
+        result["stress"] = stress_from_virial(virial, b.volume.view(-1, 1, 1))
+    return result
+
+
+def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: bool) -> Dict[str, torch.Tensor]:
+    """Energy per structure, forces and (optionally) stress, by the contract's rule.
+
+    Forces come from the same edge-gradient rule every engine uses
+    (:func:`mlff.contract.derive_from_energies`, as :func:`mlff.contract.evaluate`
+    applies it), so the model is trained on exactly the forces it will be run with.
+
+    A shallow ensemble in training mode also returns its heads' energies: then every
+    head's energy, forces and stress are derived separately (``heads``: ``{"energy":
+    [H, B], "forces": [H, N, 3], "stress": [H, B, 3, 3]}`` for :func:`loss_terms`), and
+    the prediction itself is their mean, which equals that of the mean energy (the rule
+    is linear) and saves one backward pass.
     """
     evs = [ev.detach().requires_grad_(True) for ev in b.edge_vectors]
     n = int(b.numbers.shape[0])
@@ -35,21 +74,28 @@ def predict(model: torch.nn.Module, b: Batch, need_stress: bool, create_graph: b
     for key in ("positions", "cell"):  # geometry inputs (Ewald): gradients by the same rule
         if key in system:
             system[key] = system[key].detach().to(evs[0].dtype).requires_grad_(True)
-    out = evaluate(
-        model, b.numbers, b.edge_indices, evs, n, system, compute_virial=need_stress, create_graph=create_graph
-    )
-    ev = evs[0]
-    energy = torch.zeros(b.n_structures, dtype=out["energies"].dtype, device=ev.device).index_add(
-        0, b.batch, out["energies"]
-    )
-    result = {"energy": energy, "forces": out["forces"]}
+    if not _wants_named_outputs(model):
+        system["outputs"] = torch.zeros((), dtype=torch.long, device=b.numbers.device)
+    out = model(b.numbers, b.edge_indices, evs, n, system)
+    geometry = (system.get("positions"), system.get("cell"), system.get("batch"))
+    heads = out.get(HEAD_ENERGIES)
+    if heads is None:
+        derived = derive_from_energies(out["energies"], b.edge_indices, evs, n, need_stress, create_graph, *geometry)
+        result = _structure_sums(derived, b, need_stress)
+    else:
+        # create_graph for every head: the graph must outlive the first head's backward
+        per_head = [
+            _structure_sums(
+                derive_from_energies(heads[:, k], b.edge_indices, evs, n, need_stress, True, *geometry),
+                b, need_stress,
+            )
+            for k in range(heads.shape[1])
+        ]
+        stacked = {key: torch.stack([h[key] for h in per_head]) for key in per_head[0]}
+        result = {key: value.mean(dim=0) for key, value in stacked.items()}
+        result["heads"] = stacked  # type: ignore[assignment]
     if "charges" in out:
         result["charges"] = out["charges"]
-    if need_stress:
-        virial = torch.zeros((b.n_structures, 3, 3), dtype=ev.dtype, device=ev.device).index_add(
-            0, b.batch, out["atom_virial"]
-        )
-        result["stress"] = stress_from_virial(virial, b.volume.view(-1, 1, 1))
     return result
 
 
@@ -68,8 +114,8 @@ def _mean_square(diff: torch.Tensor, mask: Optional[torch.Tensor], present: Pres
     return (diff[mask] ** 2).mean()
 
 
-def loss_terms(pred: Dict[str, torch.Tensor], b: Batch) -> Dict[str, torch.Tensor]:
-    """Mean squared errors of the labels each structure has (see :func:`_mean_square`)."""
+def _label_terms(pred: Dict[str, torch.Tensor], b: Batch) -> Dict[str, torch.Tensor]:
+    """Energy, forces and stress mean squared errors of one prediction."""
     n = b.n_atoms.to(pred["energy"].dtype)
     terms = {
         "energy": _mean_square((pred["energy"] - b.energy) / n, b.has_energy, b.present.get("energy", "all")),
@@ -78,6 +124,29 @@ def loss_terms(pred: Dict[str, torch.Tensor], b: Batch) -> Dict[str, torch.Tenso
     if "stress" in pred and bool(b.has_stress.any()):
         diff = (pred["stress"] - b.stress)[b.has_stress]
         terms["stress"] = (diff**2).mean()
+    return terms
+
+
+def loss_terms(pred: Dict[str, torch.Tensor], b: Batch) -> Dict[str, torch.Tensor]:
+    """Mean squared errors of the labels each structure has (see :func:`_mean_square`).
+
+    A shallow ensemble (``pred["heads"]``, see :func:`predict`) is trained on the mean
+    over heads of each head's own energy/forces/stress errors, not on the error of the
+    heads' mean. Why: the mean's loss constrains only the average, so the heads could
+    compensate one another (one high, one low) with no cost, and their spread would
+    reflect that arbitrary split rather than how well the data pin each head down;
+    with each head fitted to the labels on its own, the heads agree where data constrain
+    them and disagree (each its own random init) where they do not, which is what
+    makes their spread an uncertainty. The metrics stay those of the mean prediction.
+    """
+    heads = pred.get("heads")
+    if heads is None:
+        terms = _label_terms(pred, b)
+    else:
+        count = int(heads["energy"].shape[0])  # type: ignore[union-attr]
+        per_head = [_label_terms({key: value[k] for key, value in heads.items()}, b)  # type: ignore[union-attr]
+                    for k in range(count)]
+        terms = {key: torch.stack([t[key] for t in per_head]).mean() for key in per_head[0]}
     if "charges" in pred and b.charges is not None and b.present.get("charges", "none") != "none":
         terms["charges"] = _mean_square(pred["charges"] - b.charges, b.has_charges, b.present["charges"])
     return terms

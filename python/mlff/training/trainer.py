@@ -671,7 +671,15 @@ class Trainer:
                     "train_seconds": summary["train_seconds"]}
             # the exported file adds the physics terms back to the network's residual
             network = copy.deepcopy(self.model).cpu().eval()
-            export_model(with_terms(network, self.terms), self.out / "model.pt", provenance=prov)
+            exported = with_terms(network, self.terms)
+            if run.export_compiled:
+                from ..compiled import export_compiled
+
+                # model.pt2 for the engines, model.pt beside it (the fallback, and for training tools)
+                export_compiled(exported, self.out / "model.pt2", provenance=prov)
+                summary["compiled_model"] = str(self.out / "model.pt2")
+            else:
+                export_model(exported, self.out / "model.pt", provenance=prov)
             summary["model"] = str(self.out / "model.pt")
         if run.plots:
             try:

@@ -3,6 +3,7 @@
 - :mod:`.members`: the member outputs both ensemble kinds return (one implementation).
 - :mod:`.committee`: deep ensembles of exported models in one file (``mlff ensemble``).
 - :mod:`.summary`: per-frame statistics (max/mean deviation) and the trust window.
+- :mod:`.bench`: what uncertainty costs per atom-step (``python -m mlff.uncertainty.bench``).
 """
 
 from .committee import COMMITTEE_KIND, Committee, build_committee

@@ -167,7 +167,7 @@ class Committee(nn.Module):
         stacked = torch.stack(energies, dim=1)  # [N, M]
         result: Dict[str, torch.Tensor] = {"energies": stacked.mean(dim=1)}
         if wants_outputs(system):
-            for key, value in member_outputs(stacked, edge_indices, edge_vectors, n_local).items():
+            for key, value in member_outputs(energies, edge_indices, edge_vectors, n_local).items():
                 result[key] = value
         return result
 

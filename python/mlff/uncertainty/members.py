@@ -44,36 +44,41 @@ def uncertainty_output_specs(n_members: int) -> List[OutputSpec]:
 
 
 def member_outputs(
-    member_energies: torch.Tensor,
+    member_energies: List[torch.Tensor],
     edge_indices: List[torch.Tensor],
     edge_vectors: List[torch.Tensor],
     n_local: int,
 ) -> Dict[str, torch.Tensor]:
     """Partial member forces ``[N, M, 3]`` and member energies ``[M]`` (TorchScript).
 
-    ``member_energies``: per-atom energies of each member ``[N, M]``, differentiable with
-    respect to ``edge_vectors`` (which require grad, as every engine passes them). Each
+    ``member_energies``: each member's per-atom energies ``[N]``, differentiable with
+    respect to ``edge_vectors`` (which require grad, as every engine passes them). Give
+    each member's own tensor, not slices of a stacked one: the gradient of one slice
+    would run backward through every member (M^2 backward passes for a committee). Each
     member's forces follow the contract's edge rule (F_i += g, F_j -= g) from the energy
     of the local atoms, so ghosts hold contributions for their owners, exactly as the
     engines' own forces do. The graph is retained: the engine differentiates the mean
     energy afterwards. Results are detached (outputs, not trained on here).
     """
-    n = member_energies.shape[0]
-    m = member_energies.shape[1]
-    local = (torch.arange(n, device=member_energies.device) < n_local).unsqueeze(1)
-    totals = torch.where(local, member_energies, torch.zeros_like(member_energies)).sum(0)
-    forces = torch.zeros((n, m, 3), dtype=member_energies.dtype, device=member_energies.device)
-    if member_energies.requires_grad:
-        for k in range(m):
-            grads = torch.autograd.grad([totals[k]], edge_vectors, retain_graph=True, allow_unused=True)
-            f = torch.zeros((n, 3), dtype=member_energies.dtype, device=member_energies.device)
+    m = len(member_energies)
+    first = member_energies[0]
+    n = first.shape[0]
+    local = torch.arange(n, device=first.device) < n_local
+    forces = torch.zeros((n, m, 3), dtype=first.dtype, device=first.device)
+    totals = torch.zeros((m,), dtype=first.dtype, device=first.device)
+    for k in range(m):
+        total = torch.where(local, member_energies[k], torch.zeros_like(member_energies[k])).sum()
+        totals[k] = total.detach()
+        if total.requires_grad:
+            grads = torch.autograd.grad([total], edge_vectors, retain_graph=True, allow_unused=True)
+            f = torch.zeros((n, 3), dtype=first.dtype, device=first.device)
             for li in range(len(grads)):
                 g = grads[li]
                 if g is not None:
                     f = f.index_add(0, edge_indices[li][0], g).index_add(0, edge_indices[li][1], -g)
             forces[:, k] = f
     # literals: TorchScript cannot read the module-level names
-    return {"member_forces": forces.detach(), "member_energies": totals.detach()}
+    return {"member_forces": forces.detach(), "member_energies": totals}
 
 
 __all__ = [
