@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,19 @@ class Reducer {
   virtual void sum(double *data, int n) = 0;
 };
 
+// Exchanges the node states of ghost atoms with their owners on other ranks (layer
+// exchange, contract v3). rows: [n_nodes * width] doubles of the graph the backend runs.
+// Every rank calls both the same number of times in the same order (collective).
+class Exchanger {
+ public:
+  virtual ~Exchanger() = default;
+  // overwrite the ghost nodes' rows with their owners' rows (forward communication)
+  virtual void forward(double *rows) = 0;
+  // add the ghost nodes' rows into their owners' rows (on whichever rank), then zero
+  // them (reverse communication): the adjoint of forward
+  virtual void reverse(double *rows) = 0;
+};
+
 // A named output the model returns (python/mlff/contract.py OutputSpec).
 struct OutputRequest {
   std::string name;
@@ -91,6 +105,8 @@ struct BackendOptions {
   std::string compiled_torch;              // the torch version that compiled the package
   std::vector<double> list_cutoffs;        // padding edges are placed beyond them
   int64_t first_element = 1;               // species of padding (ghost) nodes
+  int exchange_layers = 0;                 // contract v3 message_passing: L layers of
+  int exchange_width = 0;                  // node states of W numbers (0: not used)
 };
 
 class Backend {
@@ -100,6 +116,14 @@ class Backend {
   // ranks and a model with whole-system sums) every rank must call this, even with an
   // empty graph, because it takes part in two all-reduces.
   virtual void compute(const Graph &graph, Result &result, Reducer *reducer) = 0;
+  // Layer exchange (contract v3, options.exchange_layers > 0): the graph holds edges
+  // centred on owned nodes only; after each layer but the last the exchanger refreshes
+  // the ghost nodes' states, and the backward pass sends their gradients home. Calls
+  // exchanger->forward and ->reverse exchange_layers - 1 times each (collective).
+  virtual void compute_layered(const Graph &, Result &, Exchanger *)
+  {
+    throw std::runtime_error("this backend does not support layer exchange");
+  }
   virtual std::string device() const = 0;
 };
 

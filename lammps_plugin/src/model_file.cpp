@@ -207,10 +207,10 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
   info.path = path;
   try {
     info.contract_version = meta.value("contract_version", 0);
-    if (info.contract_version != 1 && info.contract_version != CONTRACT_VERSION) {
+    if (info.contract_version < 1 || info.contract_version > CONTRACT_VERSION) {
       throw std::runtime_error(
           "was written for mlff contract version " + std::to_string(info.contract_version) +
-          "; this plugin reads versions 1 and " + std::to_string(CONTRACT_VERSION) +
+          "; this plugin reads versions 1, 2 and " + std::to_string(CONTRACT_VERSION) +
           ". Re-export the model with this mlff or install the mlff version that wrote it (" +
           meta.value("mlff_version", std::string("unknown")) + ")");
     }
@@ -261,6 +261,19 @@ ModelInfo parse_model_info(const std::string &path, const std::string &buf)
       if (meta.contains("min_distance") && !meta.at("min_distance").is_null())
         info.min_distance = meta.at("min_distance").get<double>();
       info.geometry_inputs = meta.value("geometry_inputs", std::vector<std::string>());
+      if (meta.contains("message_passing") && !meta.at("message_passing").is_null()) {
+        const auto &mp = meta.at("message_passing");
+        info.mp_layers = mp.at("layers").get<int>();
+        info.mp_width = mp.at("width").get<int>();
+        if (info.contract_version < 3)
+          throw std::runtime_error("declares message_passing, a contract version 3 extension, but says version " +
+                                   std::to_string(info.contract_version));
+        if (info.mp_layers != info.num_interactions || info.mp_width < 1 || info.lists.size() != 1 ||
+            info.global || !info.geometry_inputs.empty() || !info.outputs.empty())
+          throw std::runtime_error("declares message_passing (layer exchange), which needs one neighbour list, "
+                                   "layers = num_interactions, a positive width, a local model and no "
+                                   "geometry inputs or named outputs");
+      }
       if (meta.contains("compiled") && !meta.at("compiled").is_null()) {
         const auto &c = meta.at("compiled");
         info.compiled_devices = c.value("devices", std::vector<std::string>());

@@ -13,7 +13,7 @@
 
 namespace mlff_lmp {
 
-constexpr int CONTRACT_VERSION = 2;    // the newest version this plugin reads (and 1)
+constexpr int CONTRACT_VERSION = 3;    // the newest version this plugin reads (and 1, 2)
 
 struct ListInfo {
   std::string name;
@@ -50,6 +50,10 @@ struct ModelInfo {
   bool global = false;              // locality "global": whole-system terms
   int global_sums = 0;              // K sums the engine all-reduces (0: refuse several ranks)
   double min_distance = -1.0;       // shortest distance in the training data, -1 if unknown
+  // contract v3 layer exchange (message_passing): the model exports embed, layer and
+  // readout_energies over node states of mp_width numbers; 0 layers: not declared
+  int mp_layers = 0;
+  int mp_width = 0;
   // geometry the model needs besides the edges ("positions", "cell": an Ewald sum)
   std::vector<std::string> geometry_inputs;
   bool needs_geometry() const { return !geometry_inputs.empty(); }

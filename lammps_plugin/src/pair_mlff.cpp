@@ -73,6 +73,7 @@ PairMLFF::~PairMLFF()
   }
   memory->destroy(peratom_out_);
   memory->destroy(partial_atom_);
+  memory->destroy(xfeat_);
   memory->destroy(pvector);
 }
 
@@ -80,6 +81,7 @@ double PairMLFF::memory_usage()
 {
   double bytes = Pair::memory_usage();
   bytes += (double) nmax_out_ * peratom_names_.size() * sizeof(double);
+  bytes += (double) nmax_feat_ * exchange_width_ * sizeof(double);
   bytes += (double) (atom_node_.size() + node_atom_.size() + hop_.size()) * sizeof(int);
   for (const auto &list : graph_.lists)
     bytes += (double) list.edge_index.size() * sizeof(int64_t) + list.edge_vectors.size() * sizeof(double);
@@ -163,6 +165,7 @@ void PairMLFF::settings(int narg, char **arg)
   bool have_charge = false;
   double charge = 0.0;
   force_ghost_mode_ = false;
+  exchange_allowed_ = true;
   for (int iarg = 1; iarg < narg; iarg += 2) {
     std::string key = arg[iarg];
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: keyword {} needs a value", key);
@@ -176,6 +179,13 @@ void PairMLFF::settings(int narg, char **arg)
         force_ghost_mode_ = true;
       else
         error->all(FLERR, "pair_style mlff: graph must be auto or ghosts, not {}", val);
+    } else if (key == "exchange") {
+      if (val == "auto")
+        exchange_allowed_ = true;
+      else if (val == "no")
+        exchange_allowed_ = false;
+      else
+        error->all(FLERR, "pair_style mlff: exchange must be auto or no, not {}", val);
     } else if (key == "charge") {
       charge = utils::numeric(FLERR, val, false, lmp);
       have_charge = true;
@@ -190,8 +200,8 @@ void PairMLFF::settings(int narg, char **arg)
       every_keyword_ = key;
     } else {
       error->all(FLERR,
-                 "pair_style mlff: unknown keyword '{}' (known: device, graph, charge, fidelity, "
-                 "outputs_every, activeset, gamma_every)",
+                 "pair_style mlff: unknown keyword '{}' (known: device, graph, exchange, charge, "
+                 "fidelity, outputs_every, activeset, gamma_every)",
                  key);
     }
   }
@@ -327,6 +337,10 @@ void PairMLFF::settings(int narg, char **arg)
     options.compiled_torch = model_.compiled_torch;
     for (const auto &nl : model_.lists) options.list_cutoffs.push_back(nl.cutoff);
     options.first_element = model_.elements.front();
+    if (!model_.compiled()) {    // .pt2 packages export forward only
+      options.exchange_layers = model_.mp_layers;
+      options.exchange_width = model_.mp_width;
+    }
     return options;
   };
   auto try_create = [&](const std::string &bytes, const std::string &name) {
@@ -518,6 +532,10 @@ void PairMLFF::init_style()
                    atom->natoms);
 
   ghost_mode_ = force_ghost_mode_ || comm->nprocs > 1 || !atom->tag_enable;
+  layer_exchange_ = ghost_mode_ && exchange_allowed_ && model_.mp_layers > 0 && !model_.compiled();
+  exchange_width_ = layer_exchange_ ? model_.mp_width : 0;
+  comm_forward = exchange_width_;
+  comm_reverse = std::max(partial_width_, exchange_width_);
   if (atom->tag_enable && atom->map_style == Atom::MAP_NONE) {
     // ghosts that are periodic images of owned atoms are found through the atom map;
     // LAMMPS keeps it up to date from now on (as after 'atom_modify map yes')
@@ -527,7 +545,30 @@ void PairMLFF::init_style()
     atom->map_init();
     atom->map_set();
   }
-  if (ghost_mode_) {
+  std::string mode;
+  if (!ghost_mode_)
+    mode = "periodic graph on one rank (ghosts are images of owned atoms)";
+  else if (layer_exchange_)
+    mode = fmt::format("layer exchange: ghost shell of one cutoff ({} + skin {} A), {} layers exchanging "
+                       "{} numbers per ghost atom",
+                       model_.lists.front().cutoff, neighbor->skin, model_.mp_layers, model_.mp_width);
+  else
+    mode = fmt::format("deep ghost shell (interaction range {} + skin {} A){}", model_.interaction_range,
+                       neighbor->skin,
+                       model_.mp_layers > 0 ? (exchange_allowed_ ? " (compiled package: no layer exchange)"
+                                                                 : " (exchange no)")
+                                            : " (the model does not expose its layers: contract v2)");
+  if (mode != mode_logged_ && comm->me == 0) utils::logmesg(lmp, "pair mlff: graph mode: {}\n", mode);
+  mode_logged_ = mode;
+  if (layer_exchange_) {
+    // edges are centred on owned atoms only, and each layer's messages come from atoms
+    // within one cutoff: the default comm cutoff (cutoff + skin) is the whole shell, and
+    // no neighbour lists of ghosts are needed
+    if (comm->mode != Comm::SINGLE)
+      error->all(FLERR, "pair_style mlff needs comm_modify mode single");
+    ghostneigh = 0;
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+  } else if (ghost_mode_) {
     // message passing reaches num_interactions * cutoff (and longer lists their own range);
     // atoms move up to skin/2 between neighbour list builds, so the ghost shell must cover
     // range + skin
@@ -584,7 +625,22 @@ void PairMLFF::compute(int eflag, int vflag)
     graph_.fidelity = fidelity_;
     graph_.want_outputs = update->ntimestep % output_every_ == 0;
     set_geometry();
-    if (model_.global_sums > 0 && comm->nprocs > 1) {
+    if (layer_exchange_) {
+      // collective: every rank takes part in every exchange, an empty graph too
+      struct PairExchanger : mlff_lmp::Exchanger {
+        PairMLFF *pair;
+        explicit PairExchanger(PairMLFF *p) : pair(p) {}
+        void forward(double *rows) override { pair->exchange_forward(rows); }
+        void reverse(double *rows) override { pair->exchange_reverse(rows); }
+      } exchanger(this);
+      if (graph_.n_nodes > 0) {
+        backend_->compute_layered(graph_, result_, &exchanger);
+        apply_result();
+      } else {
+        for (int k = 1; k < model_.mp_layers; k++) exchange_forward(nullptr);
+        for (int k = 1; k < model_.mp_layers; k++) exchange_reverse(nullptr);
+      }
+    } else if (model_.global_sums > 0 && comm->nprocs > 1) {
       // every rank takes part in the all-reduces, an empty subdomain with zeros
       WorldReducer reducer(world);
       if (graph_.n_nodes > 0) {
@@ -719,6 +775,24 @@ void PairMLFF::build_graph()
         if (atom_node_[j] < 0 && !own_image(j))
           throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
                                    " has no owned image on this rank");
+        add_edges(i, j, rsq, 0.0);
+      }
+    }
+  } else if (layer_exchange_) {
+    // layer exchange: edges centred on owned atoms; their neighbours (within one cutoff)
+    // are the ghost nodes, whose states the owners send before every layer
+    for (int k = 0; k < n_local; k++) {
+      int i = node_atom_[k];
+      const int *jlist = firstneigh[i];
+      for (int jj = 0; jj < numneigh[i]; jj++) {
+        int j = jlist[jj] & NEIGHMASK;
+        if (type_z_[type[j]] <= 0) continue;
+        double rsq = dist_sq(i, j);
+        if (rsq >= cut_first_sq_) continue;
+        if (atom_node_[j] < 0 && !own_image(j)) {
+          atom_node_[j] = static_cast<int>(node_atom_.size());
+          node_atom_.push_back(j);
+        }
         add_edges(i, j, rsq, 0.0);
       }
     }
@@ -1016,7 +1090,8 @@ void PairMLFF::store_outputs()
         }
       }
     }
-    comm->reverse_comm(this);
+    comm_what_ = COMM_PARTIAL;
+    comm->reverse_comm(this, partial_width_);
   }
 
   // 2. partial global outputs: summed over the ranks
@@ -1082,9 +1157,16 @@ void PairMLFF::store_outputs()
   }
 }
 
+// the reverse communication carries partial member outputs (store_outputs) or, with
+// layer exchange, the gradients of ghost atoms' node states (exchange_reverse)
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 {
   int m = 0;
+  if (comm_what_ == COMM_FEATURES) {
+    for (int i = first; i < first + n; i++)
+      for (int c = 0; c < exchange_width_; c++) buf[m++] = xfeat_[i][c];
+    return m;
+  }
   for (int i = first; i < first + n; i++)
     for (int c = 0; c < partial_width_; c++) buf[m++] = partial_atom_[i][c];
   return m;
@@ -1093,9 +1175,78 @@ int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
 {
   int m = 0;
+  if (comm_what_ == COMM_FEATURES) {
+    for (int i = 0; i < n; i++) {
+      double *row = xfeat_[list[i]];
+      for (int c = 0; c < exchange_width_; c++) row[c] += buf[m++];
+    }
+    return;
+  }
   for (int i = 0; i < n; i++) {
     const int j = list[i];
     for (int c = 0; c < partial_width_; c++) partial_atom_[j][c] += buf[m++];
+  }
+}
+
+// forward communication: node states of layer exchange only (sent from owned atoms and,
+// in later swaps, from ghosts already received)
+int PairMLFF::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const double *row = xfeat_[list[i]];
+    for (int c = 0; c < exchange_width_; c++) buf[m++] = row[c];
+  }
+  return m;
+}
+
+void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int c = 0; c < exchange_width_; c++) xfeat_[i][c] = buf[m++];
+}
+
+void PairMLFF::grow_features()
+{
+  if (atom->nmax > nmax_feat_) {
+    memory->destroy(xfeat_);
+    nmax_feat_ = atom->nmax;
+    memory->create(xfeat_, nmax_feat_, exchange_width_, "pair:mlff:xfeat");
+  }
+}
+
+void PairMLFF::exchange_forward(double *rows)
+{
+  grow_features();
+  const int W = exchange_width_;
+  const int64_t n_local = graph_.n_nodes > 0 ? graph_.n_local : 0;
+  const int64_t n_nodes = graph_.n_nodes;
+  for (int64_t k = 0; k < n_local; k++) std::memcpy(xfeat_[node_atom_[k]], rows + k * W, sizeof(double) * W);
+  comm_what_ = COMM_FEATURES;
+  comm->forward_comm(this, W);
+  for (int64_t k = n_local; k < n_nodes; k++) std::memcpy(rows + k * W, xfeat_[node_atom_[k]], sizeof(double) * W);
+}
+
+void PairMLFF::exchange_reverse(double *rows)
+{
+  grow_features();
+  const int W = exchange_width_;
+  const int nall = atom->nlocal + atom->nghost;
+  const int64_t n_local = graph_.n_nodes > 0 ? graph_.n_local : 0;
+  const int64_t n_nodes = graph_.n_nodes;
+  for (int i = 0; i < nall; i++) std::memset(xfeat_[i], 0, sizeof(double) * W);
+  for (int64_t k = n_local; k < n_nodes; k++) {
+    std::memcpy(xfeat_[node_atom_[k]], rows + k * W, sizeof(double) * W);
+    std::memset(rows + k * W, 0, sizeof(double) * W);
+  }
+  comm_what_ = COMM_FEATURES;
+  comm->reverse_comm(this, W);
+  comm_what_ = COMM_PARTIAL;
+  for (int64_t k = 0; k < n_local; k++) {
+    const double *row = xfeat_[node_atom_[k]];
+    double *dst = rows + k * W;
+    for (int c = 0; c < W; c++) dst[c] += row[c];
   }
 }
 

@@ -3,6 +3,7 @@
 
    pair_style mlff MODEL.pt [device cpu|cuda|cuda:N] [graph auto|ghosts]
                             [charge Q] [fidelity NAME|INDEX] [outputs_every N]
+                            [exchange auto|no]
    pair_style mlff POTENTIAL.yace|.ace [activeset FILE.asi] [gamma_every N]
    pair_coeff * * Cu O ...        (NULL for types left to other styles in hybrid)
 ------------------------------------------------------------------------- */
@@ -35,6 +36,14 @@ class PairMLFF : public Pair {
   double memory_usage() override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+
+  // layer exchange (contract v3): collective on every rank, also with an empty graph.
+  // rows: [graph nodes * width] node states; forward overwrites the ghost nodes' rows
+  // with their owners', reverse adds the ghost nodes' rows into their owners' and zeroes them
+  void exchange_forward(double *rows);
+  void exchange_reverse(double *rows);
 
   // for compute mlff/atom: the model's per-atom output `name` of owned atom i, as
   // computed on the last step (0 for atoms mlff does not handle)
@@ -82,6 +91,18 @@ class PairMLFF : public Pair {
   bool force_ghost_mode_ = false;
   double cutghost_set_ = 0.0;    // the comm cutoff this style last set
   bool warned_distance_ = false;
+
+  // layer exchange (contract v3 message_passing, several ranks or graph ghosts): a ghost
+  // shell of one cutoff, node states of ghosts refreshed between layers through LAMMPS's
+  // forward communication and their gradients sent home through the reverse one
+  bool layer_exchange_ = false;
+  bool exchange_allowed_ = true;    // exchange auto|no
+  int exchange_width_ = 0;
+  double **xfeat_ = nullptr;        // per LAMMPS atom (owned and ghost): one node state
+  int nmax_feat_ = 0;
+  enum { COMM_PARTIAL, COMM_FEATURES } comm_what_ = COMM_PARTIAL;
+  std::string mode_logged_;
+  void grow_features();
 
   mlff_lmp::Graph graph_;
   mlff_lmp::Result result_;

@@ -155,7 +155,7 @@ class TorchBackend : public mlff_lmp::Backend {
  public:
   TorchBackend(const std::string &data, const std::string &name, const mlff_lmp::BackendOptions &opt) :
       device_(torch::kCPU), version_(opt.contract_version), outputs_(opt.outputs),
-      global_sums_(opt.global_sums)
+      global_sums_(opt.global_sums), layers_(opt.exchange_layers), width_(opt.exchange_width)
   {
     tune_allocator();
     dtype_ = model_dtype(opt.dtype);
@@ -183,6 +183,11 @@ class TorchBackend : public mlff_lmp::Backend {
       throw std::runtime_error(name + ": the metadata declares " + std::to_string(global_sums_) +
                                " whole-system sums but the model has no global_sums method; "
                                "re-export the model with `mlff export`");
+    if (layers_ > 0)
+      for (const char *method : {"embed", "layer", "readout_energies"})
+        if (!module_.find_method(method))
+          throw std::runtime_error(name + ": the metadata declares message_passing (layer exchange) but the "
+                                   "model has no " + method + " method; re-export the model with `mlff export`");
     if (version_ >= 2) {
       // the module repeats the geometry-relevant metadata; an edited metadata entry (a
       // cutoff changed by hand) would otherwise give different numbers silently
@@ -208,7 +213,89 @@ class TorchBackend : public mlff_lmp::Backend {
     }
   }
 
+  void compute_layered(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Exchanger *ex) override
+  {
+    try {
+      run_layered(g, r, ex);
+    } catch (const c10::Error &e) {
+      throw std::runtime_error(e.what_without_backtrace());
+    }
+  }
+
  private:
+  // rows [n, W] through a host double buffer: exchanged, returned in the model's dtype on
+  // the device (a fresh tensor, not part of any autograd graph)
+  torch::Tensor exchange(const torch::Tensor &rows, mlff_lmp::Exchanger *ex, bool forward)
+  {
+    torch::Tensor host = rows.detach().to(torch::kCPU, torch::kFloat64, false, true).contiguous();
+    if (forward)
+      ex->forward(host.data_ptr<double>());
+    else
+      ex->reverse(host.data_ptr<double>());
+    return host.to(device_, dtype_);
+  }
+
+  // Contract v3 layer exchange: x0 = embed(z); x_{k+1} = layer(k, x_k, edges) with the
+  // ghost rows refreshed from their owners after every layer but the last; energies =
+  // readout_energies(x_L) of the owned nodes. Each layer is its own autograd graph with
+  // its input as a leaf, so the backward pass can send the ghost rows' gradients home
+  // (the adjoint of the refresh) between the layers' vector-Jacobian products.
+  void run_layered(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Exchanger *ex)
+  {
+    torch::jit::GraphOptimizerEnabledGuard no_opt(false);
+    const int64_t n = g.n_nodes;
+    if (g.lists.size() != 1) throw std::runtime_error("layer exchange needs exactly one neighbour list");
+    torch::Tensor z;
+    std::vector<torch::Tensor> eis, evs;
+    graph_tensors(g, device_, dtype_, true, z, eis, evs);
+    const torch::Tensor &ei = eis[0], &ev = evs[0];
+    auto check = [&](const torch::Tensor &x, const char *what) {
+      if (x.dim() != 2 || x.size(0) != n || x.size(1) != width_)
+        throw std::runtime_error(std::string("the model's ") + what + " returned shape " + c10::str(x.sizes()) +
+                                 " for " + std::to_string(n) + " atoms; its metadata declares width " +
+                                 std::to_string(width_));
+    };
+    torch::Tensor x = module_.get_method("embed")({z}).toTensor().detach();
+    check(x, "embed");
+    auto layer = module_.get_method("layer");
+    std::vector<torch::Tensor> xin(layers_), yout(layers_);
+    for (int k = 0; k < layers_; k++) {
+      xin[k] = x.detach().requires_grad_(k > 0);    // dE/dx_0 is not needed (embeddings)
+      yout[k] = layer({static_cast<int64_t>(k), xin[k], ei, ev}).toTensor();
+      check(yout[k], "layer");
+      x = k + 1 < layers_ ? exchange(yout[k], ex, true) : yout[k];
+    }
+    torch::Tensor top = x.detach().requires_grad_(true);
+    torch::Tensor energies = module_.get_method("readout_energies")({top, z}).toTensor();
+    if (energies.dim() != 1 || energies.size(0) != n)
+      throw std::runtime_error("the model's readout_energies returned shape " + c10::str(energies.sizes()) +
+                               " for " + std::to_string(n) + " atoms");
+    torch::Tensor local = energies.narrow(0, 0, g.n_local);
+    torch::Tensor grad;    // dE/dx_{k+1}
+    if (local.requires_grad())
+      grad = torch::autograd::grad({local.sum()}, {top}, {}, false, false, true)[0];
+    if (!grad.defined()) grad = torch::zeros_like(top);
+    torch::Tensor edge_grad = torch::zeros_like(ev);
+    for (int k = layers_ - 1; k >= 0; k--) {
+      // x_{k+1}'s ghost rows were copies of their owners' rows: their gradients go home
+      if (k + 1 < layers_) grad = exchange(grad, ex, false);
+      std::vector<torch::Tensor> wrt{ev};
+      if (k > 0) wrt.push_back(xin[k]);
+      std::vector<torch::Tensor> got(wrt.size());
+      if (yout[k].requires_grad())
+        got = torch::autograd::grad({yout[k]}, wrt, {grad}, false, false, true);
+      if (got[0].defined()) edge_grad = edge_grad + got[0];
+      if (k > 0) grad = got[1].defined() ? got[1] : torch::zeros_like(xin[k]);
+      yout[k] = torch::Tensor();    // frees the layer's graph
+    }
+    torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
+    store_edge_gradients(g, {edge_grad}, r);
+    r.position_grad.clear();
+    r.cell_grad.clear();
+    r.outputs.clear();
+  }
+
   void run(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Reducer *reducer)
   {
     // the profiling executor would specialise and re-optimise the graph on the first
@@ -332,6 +419,8 @@ class TorchBackend : public mlff_lmp::Backend {
   int version_ = 2;
   std::vector<mlff_lmp::OutputRequest> outputs_;
   int global_sums_ = 0;
+  int layers_ = 0;    // layer exchange (contract v3): layers and node-state width
+  int width_ = 0;
 };
 
 // Whether this CPU can run kernels inductor compiled for `isa` (inductor's names, space

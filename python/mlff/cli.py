@@ -118,8 +118,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if meta.compiled.get("fallback"):
             where += f"; TorchScript fallback {meta.compiled['fallback']} beside it"
     else:
-        meta = export_model(model, args.output, provenance=payload.get("provenance"))
-        where = "TorchScript"
+        meta = export_model(model, args.output, provenance=payload.get("provenance"),
+                            layer_exchange=not args.no_layer_exchange)
+        where = f"TorchScript, contract version {meta.contract_version}"
+        if meta.message_passing is not None:
+            where += f" (layer exchange: {meta.message_passing.layers} layers)"
     added = f", with {' + '.join(t.kind for t in terms)} added to the network" if terms else ""
     print(f"wrote {args.output}: {meta.kind}, elements {meta.symbols}, cutoff {meta.cutoff} Å, {meta.dtype}{added}; "
           f"{where}")
@@ -170,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
                    help=".pt2: devices to compile for (default: cpu, and cuda where a GPU is present)")
     s.add_argument("--no-fallback", action="store_true", help=".pt2: do not write the TorchScript .pt beside it")
+    s.add_argument("--no-layer-exchange", action="store_true",
+                   help="write a contract-version-2 file without the layer-exchange methods (for engines older than "
+                        "version 3; LAMMPS then runs it on several ranks with the deep ghost shell)")
     s.add_argument("--dtype", choices=["float32", "float64"], help="cast the network before export")
     d = s.add_argument_group("dispersion added at export")
     d.add_argument("--dispersion", choices=["d3bj"], help="add this dispersion correction to the model")

@@ -187,16 +187,18 @@ def export_compiled(
             raise ValueError(f"devices must be cpu and/or cuda, got {d!r}")
         if d == "cuda" and not torch.cuda.is_available():
             raise MLFFModelError("compiling for CUDA needs a GPU on this machine (torch sees none)")
-    meta = metadata_for(model, provenance)
+    # the package exposes no layers (LAMMPS runs it with the deep ghost shell): version 2
+    meta = metadata_for(model, provenance, layer_exchange=False)
     _check_exportable(meta)
     was_training = model.training
     model.eval()
     if fallback:
-        meta = export_model(model, path.with_suffix(".pt"), provenance)  # also the probe energy
+        probe = export_model(model, path.with_suffix(".pt"), provenance).probe_energy
     else:
         from .contract import _probe
 
-        meta = meta.model_copy(update={"probe_energy": float(_probe(model, meta)["energy"].detach())})
+        probe = float(_probe(model, meta)["energy"].detach())
+    meta = meta.model_copy(update={"probe_energy": probe})
     meta = meta.model_copy(update={"compiled": {
         "format": "aotinductor",
         "devices": devices,

@@ -1,6 +1,7 @@
 """The exported-model contract: the only module that knows how engines talk to models.
 
-Contract version 2 (version 1 files keep loading, see :class:`V1Adapter`).
+Contract version 2 (version 1 files keep loading, see :class:`V1Adapter`), with the
+version-3 layer-exchange extension below (files without it are written as version 2).
 
 Inputs a model receives (engines build them; the model sees no positions or cells unless
 it declares geometry inputs, below):
@@ -78,6 +79,27 @@ dynamics) passes ``system["outputs"]`` = 0 (0-d int64); a model may then skip it
 outputs (a committee's member forces cost M extra backward passes). Absent or non-zero:
 compute them.
 
+Layer exchange (contract version 3; a file that declares it is written with
+``contract_version: 3``, so engines that predate it refuse it with their version message;
+files without it stay version 2). A message-passing model with one neighbour list, local,
+without geometry inputs or named outputs may declare ``message_passing: {"layers": L,
+"width": W}`` and export, besides ``forward`` (unchanged; every other engine calls it):
+
+- ``embed(atomic_numbers) -> x0 [N, W]``: the initial node state, flattened,
+- ``layer(k: int, x [N, W], edge_index [2, E], edge_vectors [E, 3]) -> x' [N, W]``: message
+  and update block k (0 <= k < L) over the first list; a node's new row depends only on
+  its own row, the rows of its neighbours and its edges (so edges centred on ghosts are
+  not needed),
+- ``readout_energies(x [N, W], atomic_numbers) -> energies [N]``,
+
+with ``forward(...)["energies"] == readout_energies(layer(L-1, ... layer(0, embed(z))...), z)``
+(:func:`evaluate_layers`; checked at export). LAMMPS on several ranks then keeps a ghost
+shell of one cutoff (not L cutoffs): it passes edges centred on owned atoms only, after
+each layer but the last overwrites the ghosts' rows with their owners' (forward
+communication), and in the backward pass sends the gradients of the ghosts' rows to their
+owners (reverse communication) before each layer's vector-Jacobian product. The edge
+gradients of all layers then go through the edge rule below: exact, like the deep shell.
+
 Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
 skin, and one list at the largest cutoff); a model must give them exactly zero weight.
 
@@ -109,9 +131,14 @@ from . import __version__
 from .atomic import atomic_write
 from .units import stress_from_virial
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
+#: The version of files without the version-3 extension (``message_passing``): they stay
+#: readable by every engine that reads version 2.
+BASE_CONTRACT_VERSION = 2
+#: The version a file that declares ``message_passing`` (layer exchange) is written with.
+LAYER_EXCHANGE_VERSION = 3
 #: Contract versions this mlff reads (1: single list, ``forward(z, edge_index, edge_vectors, n_local)``).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: Name of the metadata entry inside a TorchScript archive (``_extra_files``).
 METADATA_ENTRY = "mlff_metadata.json"
 #: Attribute of an exported module that repeats the geometry-relevant metadata, so that
@@ -191,6 +218,19 @@ class OutputSpec(BaseModel):
 ENERGIES_OUTPUT = OutputSpec(name=ENERGY_KEY, per_atom=True, unit="eV", description="per-atom energies")
 
 
+class MessagePassingSpec(BaseModel):
+    """The layers a message-passing model exposes to engines (contract version 3).
+
+    ``layers`` message/update blocks over the first neighbour list, each acting on a node
+    state of ``width`` numbers per atom (see the module docstring: embed, layer, readout_energies).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: int = Field(ge=1)
+    width: int = Field(ge=1)
+
+
 class ModelMetadata(BaseModel):
     """Metadata that travels inside every exported model file.
 
@@ -201,7 +241,7 @@ class ModelMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    contract_version: int = CONTRACT_VERSION
+    contract_version: int = BASE_CONTRACT_VERSION
     kind: str
     elements: List[int]
     neighbor_lists: List[NeighborListSpec]
@@ -217,6 +257,10 @@ class ModelMetadata(BaseModel):
     geometry_inputs: List[Literal["positions", "cell"]] = Field(
         default_factory=list,
         description="geometry the model needs besides the edges (Ewald): node positions and the periodic cell",
+    )
+    message_passing: Optional[MessagePassingSpec] = Field(
+        default=None,
+        description="layers exposed for engines that exchange node states between ranks (contract v3)",
     )
     min_distance: Optional[float] = Field(default=None, description="shortest distance in the training data, Å")
     probe_energy: Optional[float] = Field(default=None, description="energy of the probe system at export (load check)")
@@ -299,6 +343,21 @@ class ModelMetadata(BaseModel):
             raise ValueError("a model that needs positions or the cell (geometry_inputs) must declare locality 'global'")
         if len(set(self.fidelities)) != len(self.fidelities):
             raise ValueError(f"duplicate fidelity names {self.fidelities}")
+        mp = self.message_passing
+        if mp is not None:
+            if self.contract_version < LAYER_EXCHANGE_VERSION:
+                raise ValueError(
+                    f"message_passing is a contract version {LAYER_EXCHANGE_VERSION} extension; this "
+                    f"metadata says version {self.contract_version}"
+                )
+            if mp.layers != self.num_interactions:
+                raise ValueError(f"message_passing has {mp.layers} layers, num_interactions is {self.num_interactions}")
+            if (len(self.neighbor_lists) != 1 or self.locality != "local" or self.geometry_inputs
+                    or self.returned_outputs or self.derived_outputs):
+                raise ValueError(
+                    "message_passing (layer exchange) is for local models with one neighbour list, "
+                    "no geometry inputs and no named outputs"
+                )
         return self
 
     # ------------------------------------------------------------------ reading
@@ -530,12 +589,21 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def metadata_for(model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = None) -> ModelMetadata:
+def metadata_for(
+    model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = None, layer_exchange: bool = True
+) -> ModelMetadata:
     """Build the metadata of an in-memory mlff model (it must offer ``contract_info()``).
 
     ``contract_info()`` gives ``kind``, ``elements``, ``neighbor_lists`` (a list of
     ``(name, cutoff)``), and optionally ``num_interactions``, ``interaction_range``,
     ``outputs``, ``fidelities``, ``uses_charge``, ``locality``, ``hyperparameters``.
+
+    A model whose ``layer_exchange_info()`` returns ``{"layers", "width"}`` (it exports
+    ``embed``, ``layer`` and ``readout_energies``) is described with ``message_passing`` and
+    contract version 3, unless ``layer_exchange`` is False (a version-2 file, for engines
+    that predate version 3). The method is separate from ``contract_info`` so that
+    wrappers that reuse a network's ``contract_info`` (a network plus physics terms) do
+    not claim layers they do not export.
     """
     if not hasattr(model, "contract_info"):
         raise TypeError(
@@ -555,6 +623,11 @@ def metadata_for(model: torch.nn.Module, provenance: Optional[Dict[str, Any]] = 
     ]
     info["outputs"] = outputs
     info["dtype"] = str(model_dtype(model)).replace("torch.", "")
+    exchange = getattr(model, "layer_exchange_info", None)
+    mp = exchange() if (layer_exchange and callable(exchange)) else None
+    if mp is not None:
+        info["message_passing"] = MessagePassingSpec(**mp)
+        info["contract_version"] = LAYER_EXCHANGE_VERSION
     provenance = {**getattr(model, "provenance", {}), **(provenance or {})}
     if provenance:
         info["provenance"] = {**info.get("provenance", {}), **provenance}
@@ -627,8 +700,12 @@ def derive_from_energies(
     positions: Optional[torch.Tensor] = None,
     cell: Optional[torch.Tensor] = None,
     batch: Optional[torch.Tensor] = None,
+    retain_graph: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """The contract's gradient rule (TorchScript-compatible, used by every Python engine).
+
+    ``retain_graph`` keeps the autograd graph for a later differentiation of the same
+    model (a committee's member forces, taken before the engine's own).
 
     Returns ``energy`` (scalar, local atoms), ``energies`` ``[N]`` (ghosts zeroed),
     ``forces`` ``[N, 3]`` (including ghosts: engines with ghosts reverse-communicate
@@ -658,7 +735,8 @@ def derive_from_energies(
         inputs.append(positions)
     if cell is not None and with_cell:
         inputs.append(cell)
-    grads = torch.autograd.grad([energy], inputs, create_graph=create_graph, allow_unused=True)
+    grads = torch.autograd.grad([energy], inputs, retain_graph=retain_graph or create_graph,
+                                create_graph=create_graph, allow_unused=True)
     forces = torch.zeros((n_atoms, 3), dtype=energies_all.dtype, device=energies_all.device)
     virial = torch.zeros((3, 3), dtype=energies_all.dtype, device=energies_all.device)
     atom_virial = torch.zeros((n_atoms, 3, 3), dtype=energies_all.dtype, device=energies_all.device)
@@ -775,6 +853,7 @@ def export_model(
     model: torch.nn.Module,
     path: str | os.PathLike,
     provenance: Optional[Dict[str, Any]] = None,
+    layer_exchange: bool = True,
 ) -> ModelMetadata:
     """Script ``model`` and write it as TorchScript with its metadata inside the file.
 
@@ -786,7 +865,7 @@ def export_model(
     path = Path(path)
     if path.suffix != ".pt":
         raise ValueError(f"TorchScript exports use the .pt extension, got {path.name!r}")
-    meta = metadata_for(model, provenance)
+    meta = metadata_for(model, provenance, layer_exchange)
     was_training = model.training
     model.eval()
     try:
@@ -804,12 +883,40 @@ def export_model(
             raise MLFFModelError(f"the scripted model disagrees with the eager model on a probe system ({key})")
     if not bool(torch.isfinite(script_out["energies"]).all()):
         raise MLFFModelError("the model gives non-finite energies on a probe system")
+    if meta.message_passing is not None:
+        _check_layers(scripted, meta, script_out["energies"])
     meta = meta.model_copy(update={"probe_energy": float(script_out["energy"].detach())})
     # the module carries its own copy of the geometry-relevant metadata (checked at load)
     scripted._c._register_attribute(CONTRACT_KEY_ATTR, torch._C.StringType.get(), meta.contract_key())
     extra = {METADATA_ENTRY: meta.to_json()}
     atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp, _extra_files=extra))
     return meta
+
+
+def evaluate_layers(
+    module: torch.nn.Module, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+) -> torch.Tensor:
+    """Per-atom energies ``[N]`` composed from a version-3 model's exposed layers:
+    ``readout_energies(layer(L-1, ... layer(0, embed(z)) ...), z)`` (what forward returns)."""
+    n_layers = int(module.num_interactions)
+    x = module.embed(atomic_numbers)
+    for k in range(n_layers):
+        x = module.layer(k, x, edge_index, edge_vectors)
+    return module.readout_energies(x, atomic_numbers)
+
+
+def _check_layers(module: torch.nn.Module, meta: ModelMetadata, energies: torch.Tensor) -> None:
+    """The exposed layers compose to forward on the probe system (export of a v3 file)."""
+    z, eis, evs = _probe_graph(meta)
+    mp = meta.message_passing
+    with torch.jit.optimized_execution(False):
+        x = module.embed(z)
+        if tuple(x.shape) != (z.shape[0], mp.width):
+            raise MLFFModelError(f"embed returned shape {tuple(x.shape)}, the metadata declares width {mp.width}")
+        got = evaluate_layers(module, z, eis[0], evs[0].detach())
+    tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    if not torch.allclose(got.detach(), energies.detach(), **tol):
+        raise MLFFModelError("the model's layers (embed, layer, readout_energies) do not compose to its forward")
 
 
 class LoadedModel:
@@ -952,7 +1059,11 @@ def graph_from_positions(
 
 __all__: Tuple[str, ...] = (
     "CONTRACT_VERSION",
+    "BASE_CONTRACT_VERSION",
+    "LAYER_EXCHANGE_VERSION",
     "READABLE_VERSIONS",
+    "MessagePassingSpec",
+    "evaluate_layers",
     "METADATA_ENTRY",
     "ModelMetadata",
     "NeighborListSpec",

@@ -102,9 +102,9 @@ CASES = {
         lambda p, tmp: mlff.MLFFCalculator(
             _rewrite_metadata(p, tmp / "probe.pt", lambda m: m.update(probe_energy=m["probe_energy"] + 0.1))),
         MLFFModelError, ["on the probe system", "inconsistent"]),
-    "contract version 3": (
-        lambda p, tmp: mlff.MLFFCalculator(_rewrite_metadata(p, tmp / "v3.pt", lambda m: m.update(contract_version=3))),
-        MLFFModelError, ["contract version 3", "reads versions 1, 2"]),
+    "contract version 4": (
+        lambda p, tmp: mlff.MLFFCalculator(_rewrite_metadata(p, tmp / "v4.pt", lambda m: m.update(contract_version=4))),
+        MLFFModelError, ["contract version 4", "reads versions 1, 2, 3"]),
     "yace file": (lambda p, tmp: mlff.MLFFCalculator((tmp / "Cu.yace").write_text("x") and tmp / "Cu.yace"),
                   MLFFModelError, [".yace"]),
 }

@@ -121,8 +121,14 @@ def test_real_units_energy_is_in_kcal_per_mol(tmp_path, cu_model):
 
 
 def test_small_comm_cutoff_is_raised_with_a_warning(tmp_path, cuo_model):
-    script = cu_box_script(cuo_model, reps=3, elements="Cu", extra=f"comm_modify cutoff 3.0\nrun 0\n{PE}")
+    # the deep ghost shell (version-2 files; here forced with exchange no)
+    script = cu_box_script(cuo_model, reps=3, elements="Cu", pair_args="exchange no",
+                           extra=f"comm_modify cutoff 3.0\nrun 0\n{PE}")
     serial = run_lmp(script.replace("comm_modify cutoff 3.0", ""), tmp_path).values("PE")[0]
     run = run_lmp(script, tmp_path, nprocs=2)
     assert "comm_modify cutoff 3 is smaller than the ghost shell" in run.output
+    assert run.values("PE")[0] == pytest.approx(serial, abs=1e-9)
+    # layer exchange needs cutoff + skin only, which LAMMPS's own comm cutoff covers
+    run = run_lmp(script.replace("exchange no", ""), tmp_path, nprocs=2)
+    assert "smaller than the ghost shell" not in run.output and "graph mode: layer exchange" in run.output
     assert run.values("PE")[0] == pytest.approx(serial, abs=1e-9)

@@ -47,6 +47,23 @@ class Frames:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def add(self, frame_id: str, structure: int, temperature: float, pressure: Optional[float], step: int,
+            deviation: float, deviation_mean: float, atoms: Atoms, forces: np.ndarray, base: Atoms) -> None:
+        """Append one explored frame (``base``: the start structure, whose charge/mult it keeps)."""
+        self.ids.append(frame_id)
+        self.structure.append(structure)
+        self.temperature.append(float(temperature))
+        self.pressure.append(float("nan") if pressure is None else float(pressure))
+        self.step.append(step)
+        self.deviation.append(deviation)
+        self.deviation_mean.append(deviation_mean)
+        self.numbers.append(np.array(atoms.numbers, dtype=np.int64))
+        self.positions.append(np.array(atoms.positions, dtype=np.float64))
+        self.cells.append(np.array(atoms.cell.array, dtype=np.float64))
+        self.pbc.append(np.array(atoms.pbc, dtype=bool))
+        self.forces.append(forces)
+        self.info.append({k: v for k, v in base.info.items() if k in ("charge", "mult")})
+
     def atoms(self, i: int) -> Atoms:
         a = Atoms(numbers=self.numbers[i], positions=self.positions[i], cell=self.cells[i], pbc=self.pbc[i])
         a.info.update(self.info[i])
@@ -186,19 +203,7 @@ def explore(
                     if not np.all(np.isfinite(forces)) or not np.isfinite(dev):
                         log(f"[mlff learn] trajectory {name} ended at step {step}: non-finite forces")
                         break
-                    frames.ids.append(f"{name}-{step}")
-                    frames.structure.append(s)
-                    frames.temperature.append(float(temperature))
-                    frames.pressure.append(float("nan") if pressure is None else float(pressure))
-                    frames.step.append(step)
-                    frames.deviation.append(dev)
-                    frames.deviation_mean.append(dev_mean)
-                    frames.numbers.append(np.array(atoms.numbers, dtype=np.int64))
-                    frames.positions.append(np.array(atoms.positions, dtype=np.float64))
-                    frames.cells.append(np.array(atoms.cell.array, dtype=np.float64))
-                    frames.pbc.append(np.array(atoms.pbc, dtype=bool))
-                    frames.forces.append(forces)
-                    frames.info.append({k: v for k, v in base.info.items() if k in ("charge", "mult")})
+                    frames.add(f"{name}-{step}", s, temperature, pressure, step, dev, dev_mean, atoms, forces, base)
                     if cfg.abort_above is not None and dev > cfg.abort_above:
                         log(f"[mlff learn] trajectory {name} ended at step {step}: uncertainty {dev:.3g} > "
                             f"explore.abort_above {cfg.abort_above:g}")
@@ -252,18 +257,6 @@ def explore_lammps(model: str, structures: Sequence[Atoms], cfg: ExploreConfig, 
                 atoms.calc = calc
                 forces = np.array(atoms.get_forces(), dtype=np.float64)
                 dev, dev_mean = measure(calc, atoms)
-                frames.ids.append(f"{name}-{step}")
-                frames.structure.append(s)
-                frames.temperature.append(float(temperature))
-                frames.pressure.append(float("nan"))
-                frames.step.append(step)
-                frames.deviation.append(dev)
-                frames.deviation_mean.append(dev_mean)
-                frames.numbers.append(np.array(atoms.numbers, dtype=np.int64))
-                frames.positions.append(np.array(atoms.positions, dtype=np.float64))
-                frames.cells.append(np.array(atoms.cell.array, dtype=np.float64))
-                frames.pbc.append(np.array(atoms.pbc, dtype=bool))
-                frames.forces.append(forces)
-                frames.info.append({k: v for k, v in base.info.items() if k in ("charge", "mult")})
+                frames.add(f"{name}-{step}", s, temperature, None, step, dev, dev_mean, atoms, forces, base)
     log(f"[mlff learn] iteration {iteration}: LAMMPS explored {len(frames)} frames")
     return frames

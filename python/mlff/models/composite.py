@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..contract import NeighborListSpec
+from ..contract import NeighborListSpec, derive_from_energies
 
 
 class AdditiveModel(nn.Module):
@@ -149,26 +149,12 @@ class AdditiveModel(nn.Module):
         local = torch.arange(n, device=terms.device) < n_local
         total = torch.where(local, terms, torch.zeros_like(terms)).sum()
         result["member_energies"] = result["member_energies"] + total.detach()
-        if not total.requires_grad:
+        if not terms.requires_grad:
             return
-        inputs: List[torch.Tensor] = []
-        for ev in edge_vectors:
-            inputs.append(ev)
-        positions = system.get("positions")
-        with_positions = positions is not None and positions.requires_grad
-        if positions is not None and with_positions:
-            inputs.append(positions)
-        grads = torch.autograd.grad([total], inputs, retain_graph=True, allow_unused=True)
-        forces = torch.zeros((n, 3), dtype=terms.dtype, device=terms.device)
-        for li in range(len(edge_vectors)):
-            g = grads[li]
-            if g is not None:
-                forces = forces.index_add(0, edge_indices[li][0], g).index_add(0, edge_indices[li][1], -g)
-        if with_positions:
-            p = grads[len(edge_vectors)]
-            if p is not None:
-                forces = forces - p
-        result["member_forces"] = result["member_forces"] + forces.detach().unsqueeze(1)
+        # the contract's rule (edge gradients, and -dE/dpos for geometry inputs), graph kept
+        derived = derive_from_energies(terms, edge_indices, edge_vectors, n_local, False, False,
+                                       system.get("positions"), None, None, True)
+        result["member_forces"] = result["member_forces"] + derived["forces"].detach().unsqueeze(1)
 
 
 class GlobalAdditiveModel(AdditiveModel):

@@ -4,18 +4,25 @@ Scalar features ``s [N, F]`` and vector features ``v [N, 3, F]`` are updated by
 ``num_interactions`` message/update blocks. Messages flow along the engine's edges
 (j -> i for edge (i, j)), so the model is exact for any graph the engine builds,
 including LAMMPS's ghost atoms. Per-atom energy = readout(s) * scale + shift[element].
+
+Shallow ensemble (``n_heads = M >= 2``): M readout MLPs on the one backbone, trained
+together (each head on its own loss, see :func:`mlff.training.metrics.loss_terms`); the
+energy is the mean of the heads' and the heads' disagreement is the model's uncertainty,
+returned as the member outputs of :mod:`mlff.uncertainty.members`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Mapping, Optional, Sequence, Set, Tuple
 
 import torch
 from pydantic import Field
 from torch import nn
 
+from ..contract import wants_outputs
 from ..elements import element_indices, element_table
+from ..uncertainty.members import member_outputs, uncertainty_output_specs
 from .base import MLFFModel, ModelOptions, add_to_atomic_energies, conventional_no_decay, force_rms
 from .radial import CosineCutoff, PolynomialCutoff, SineBasis
 from .shifts import fit_atomic_energies
@@ -80,6 +87,34 @@ class _Interaction(nn.Module):
         return s, v
 
 
+class _Heads(nn.Module):
+    """M readout MLPs ``F -> H -> 1`` evaluated together: ``[N, F] -> [N, M]``.
+
+    Each head has its own hidden layer (not just its own last layer): the readout costs
+    under 2 % of a PaiNN step either way (one [N, F] x [F, M*H] product against the
+    backbone's [E, 3F] edge tensors), and heads that differ non-linearly disagree more
+    usefully away from the data than heads that are linear maps of one shared hidden
+    layer. The M first layers are one ``Linear(F, M*H)`` and the M last layers one
+    batched contraction, so the heads cost one readout's kernel launches, not M. Its
+    initialisation is that of M separate ``nn.Linear`` pairs (fan-in bounds), each head
+    with its own random draw.
+    """
+
+    def __init__(self, n_features: int, n_hidden: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.n_hidden = n_hidden
+        self.hidden = nn.Linear(n_features, n_heads * n_hidden)
+        bound = 1.0 / math.sqrt(n_hidden)
+        self.weight = nn.Parameter(torch.empty(n_heads, n_hidden).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_heads).uniform_(-bound, bound))
+        self.act = nn.SiLU()
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.hidden(s)).view(s.shape[0], self.n_heads, self.n_hidden)
+        return (h * self.weight).sum(-1) + self.bias
+
+
 class PaiNNOptions(ModelOptions):
     """The ``model:`` block of a PaiNN (``kind: painn``); defaults are the constructor's."""
 
@@ -89,6 +124,9 @@ class PaiNNOptions(ModelOptions):
     n_rbf: int = Field(20, ge=1, description="radial basis functions")
     cutoff_fn: Literal["cosine", "polynomial"] = Field(
         "polynomial", description="envelope; the cosine one has a force kink at the cutoff"
+    )
+    n_heads: int = Field(
+        1, ge=1, description="readout heads on the one backbone: >= 2 is a shallow ensemble with uncertainty outputs"
     )
 
 
@@ -112,8 +150,11 @@ class PaiNN(MLFFModel, nn.Module):
         cutoff_fn: str = "polynomial",
         shifts: Optional[Sequence[float]] = None,
         scale: float = 1.0,
+        n_heads: int = 1,
     ):
         super().__init__()
+        if int(n_heads) < 1:
+            raise ValueError(f"n_heads must be >= 1, got {n_heads}")
         elements = sorted(int(z) for z in elements)
         if len(set(elements)) != len(elements) or not elements:
             raise ValueError(f"elements must be a non-empty list of distinct atomic numbers, got {elements}")
@@ -125,6 +166,10 @@ class PaiNN(MLFFModel, nn.Module):
             n_rbf=int(n_rbf),
             cutoff_fn=cutoff_fn,
         )
+        if int(n_heads) != 1:
+            # only then: a single-head model keeps its config, hence its metadata, unchanged
+            self.config["n_heads"] = int(n_heads)
+        self.n_heads = int(n_heads)
         self.cutoff = float(cutoff)
         self.num_interactions = int(num_interactions)
         self.register_buffer("z_to_index", element_table(elements))
@@ -139,11 +184,25 @@ class PaiNN(MLFFModel, nn.Module):
         self.interactions = nn.ModuleList(
             [_Interaction(n_features, n_rbf) for _ in range(num_interactions)]
         )
-        self.readout = nn.Sequential(nn.Linear(n_features, n_features // 2), nn.SiLU(), nn.Linear(n_features // 2, 1))
+        if self.n_heads == 1:
+            self.readout = nn.Sequential(
+                nn.Linear(n_features, n_features // 2), nn.SiLU(), nn.Linear(n_features // 2, 1)
+            )
+        else:
+            self.readout = _Heads(n_features, n_features // 2, self.n_heads)
         init = torch.zeros(len(elements)) if shifts is None else torch.as_tensor(shifts, dtype=torch.float32)
         # trainable so fine-tuning can adjust them; fitted by least squares before training
         self.atomic_energies = nn.Parameter(init.clone())
         self.register_buffer("scale", torch.tensor(float(scale)))
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> Dict[str, Any]:
+        values = super().validate_options(options)
+        # a single head is the plain PaiNN: leaving the default out keeps the stored
+        # configs of existing runs and checkpoints equal to what they were (resume, compare)
+        if values.get("n_heads") == 1:
+            del values["n_heads"]
+        return values
 
     @torch.jit.unused
     def neighbor_lists(self) -> List[Tuple[str, float, float]]:
@@ -152,7 +211,7 @@ class PaiNN(MLFFModel, nn.Module):
 
     @torch.jit.unused
     def contract_info(self) -> Dict[str, Any]:
-        return dict(
+        info = dict(
             kind=self.kind,
             elements=list(self.config["elements"]),
             neighbor_lists=self.neighbor_lists(),
@@ -160,6 +219,9 @@ class PaiNN(MLFFModel, nn.Module):
             min_distance=getattr(self, "min_distance", None),
             hyperparameters=dict(self.config),
         )
+        if self.n_heads > 1:
+            info["outputs"] = uncertainty_output_specs(self.n_heads)
+        return info
 
     # ------------------------------------------------------------------ training interface
     @torch.jit.unused
@@ -185,6 +247,13 @@ class PaiNN(MLFFModel, nn.Module):
     def no_decay_parameters(self) -> Set[str]:
         return conventional_no_decay(self)
 
+    @classmethod
+    def parameter_roles(cls) -> Dict[str, List[str]]:
+        # the readout MLP and the per-element shifts map features to energies: a new
+        # teacher's energy scale and offsets land there first
+        return {"backbone": [r"^embedding\.", r"^interactions\."],
+                "readout": [r"^readout\.", r"^atomic_energies$"]}
+
     def forward(
         self,
         atomic_numbers: torch.Tensor,
@@ -193,12 +262,45 @@ class PaiNN(MLFFModel, nn.Module):
         n_local: int,
         system: Dict[str, torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
-        return self.energies(atomic_numbers, edge_indices[0], edge_vectors[0])
+        if self.n_heads == 1:
+            return self.energies(atomic_numbers, edge_indices[0], edge_vectors[0])
+        heads = self.head_energies(atomic_numbers, edge_indices[0], edge_vectors[0])
+        # the mean of the heads' full per-atom energies: the shifts enter once (their mean
+        # over heads is themselves), the heads' readouts averaged
+        result: Dict[str, torch.Tensor] = {"energies": heads.mean(dim=1)}
+        if self.training:
+            # each head is trained on its own loss (mlff.training.metrics): an undeclared
+            # output that only the trainer reads
+            result["head_energies"] = heads
+        elif wants_outputs(system):
+            for key, value in member_outputs(list(heads.unbind(1)), edge_indices, edge_vectors, n_local).items():
+                result[key] = value
+        return result
 
     def energies(
         self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
-        """Per-atom energies from the one list PaiNN uses (the version-1 forward)."""
+        """Per-atom energies from the one list PaiNN uses (the version-1 forward).
+
+        With several heads: their mean (the members are :meth:`head_energies`).
+        """
+        if self.n_heads != 1:
+            return {"energies": self.head_energies(atomic_numbers, edge_index, edge_vectors).mean(dim=1)}
+        s, idx = self.features(atomic_numbers, edge_index, edge_vectors)
+        energies = self.readout(s).squeeze(-1) * self.scale + self.atomic_energies[idx]
+        return {"energies": energies}
+
+    def head_energies(
+        self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """Each head's per-atom energies ``[N, M]`` (readout * scale + the shared shifts)."""
+        s, idx = self.features(atomic_numbers, edge_index, edge_vectors)
+        return self.readout(s) * self.scale + self.atomic_energies[idx].unsqueeze(1)
+
+    def features(
+        self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The backbone: final scalar features ``[N, F]`` and the element indices ``[N]``."""
         idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
         n_atoms = atomic_numbers.shape[0]
         dtype = edge_vectors.dtype
@@ -213,5 +315,57 @@ class PaiNN(MLFFModel, nn.Module):
         v = torch.zeros((n_atoms, 3, s.shape[1]), dtype=dtype, device=s.device)
         for n, block in enumerate(self.interactions):
             s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
-        energies = self.readout(s).squeeze(-1) * self.scale + self.atomic_energies[idx]
-        return {"energies": energies}
+        return s, idx
+
+    # ------------------------------------------------------------------ layer exchange (contract v3)
+    # The node state x [N, 4F] is s [N, F] followed by v [N, 3, F] flattened; engines that
+    # exchange ghost atoms' states between MPI ranks after each layer (LAMMPS) call these
+    # instead of forward, which they compose to exactly (mlff.contract.evaluate_layers).
+    # Shallow ensembles (n_heads > 1) have member outputs and do not offer them.
+
+    @torch.jit.unused
+    def layer_exchange_info(self) -> Optional[Dict[str, int]]:
+        """``{"layers", "width"}`` for the metadata's ``message_passing`` (None: not offered)."""
+        if self.n_heads != 1:
+            return None
+        return {"layers": self.num_interactions, "width": 4 * int(self.config["n_features"])}
+
+    def _single_head(self) -> None:
+        if self.n_heads != 1:
+            raise RuntimeError("PaiNN with several heads does not expose its layers (no layer exchange)")
+
+    @torch.jit.export
+    def embed(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """The node state entering layer 0: ``[s, v]`` with v = 0, ``[N, 4F]``."""
+        self._single_head()
+        idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
+        s = self.embedding(idx).to(self.atomic_energies.dtype)
+        return torch.cat([s, torch.zeros((s.shape[0], 3 * s.shape[1]), dtype=s.dtype, device=s.device)], dim=1)
+
+    @torch.jit.export
+    def layer(self, k: int, x: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """Interaction block ``k`` on the node state ``x [N, 4F]`` (same ops as :meth:`features`)."""
+        self._single_head()
+        if k < 0 or k >= self.num_interactions:
+            raise RuntimeError("PaiNN.layer: layer index out of range")
+        n_atoms = x.shape[0]
+        f = x.shape[1] // 4
+        s = x[:, :f].contiguous()
+        v = x[:, f:].reshape(n_atoms, 3, f).contiguous()
+        r = torch.linalg.norm(edge_vectors, dim=1)
+        r_safe = torch.clamp(r, min=1e-6)
+        fc = self.fcut(r)
+        rbf = self.rbf(r_safe)
+        unit = edge_vectors / r_safe.unsqueeze(1)
+        for n, block in enumerate(self.interactions):
+            if n == k:
+                s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
+        return torch.cat([s, v.reshape(n_atoms, 3 * f)], dim=1)
+
+    @torch.jit.export
+    def readout_energies(self, x: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies ``[N]`` from the node state after the last layer."""
+        self._single_head()
+        idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
+        s = x[:, : x.shape[1] // 4].contiguous()
+        return self.readout(s).squeeze(-1) * self.scale + self.atomic_energies[idx]

@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import torch
 
-from ..contract import OutputSpec
+from ..contract import OutputSpec, derive_from_energies
 
 #: the partial outputs every ensemble returns, and the derived ones engines compute
 MEMBER_FORCES = "member_forces"
@@ -67,16 +67,13 @@ def member_outputs(
     forces = torch.zeros((n, m, 3), dtype=first.dtype, device=first.device)
     totals = torch.zeros((m,), dtype=first.dtype, device=first.device)
     for k in range(m):
-        total = torch.where(local, member_energies[k], torch.zeros_like(member_energies[k])).sum()
-        totals[k] = total.detach()
-        if total.requires_grad:
-            grads = torch.autograd.grad([total], edge_vectors, retain_graph=True, allow_unused=True)
-            f = torch.zeros((n, 3), dtype=first.dtype, device=first.device)
-            for li in range(len(grads)):
-                g = grads[li]
-                if g is not None:
-                    f = f.index_add(0, edge_indices[li][0], g).index_add(0, edge_indices[li][1], -g)
-            forces[:, k] = f
+        energies = member_energies[k]
+        totals[k] = torch.where(local, energies, torch.zeros_like(energies)).sum().detach()
+        if energies.requires_grad:
+            # the contract's own rule (one implementation), keeping the graph for the engine
+            member = derive_from_energies(energies, edge_indices, edge_vectors, n_local, False, False,
+                                          retain_graph=True)
+            forces[:, k] = member["forces"]
     # literals: TorchScript cannot read the module-level names
     return {"member_forces": forces.detach(), "member_energies": totals}
 
