@@ -55,10 +55,10 @@ void ComputeMLFFAtom::compute_peratom()
   // with gamma_every/outputs_every N the outputs exist on multiples of N only
   if (pair_->last_output_step() != update->ntimestep && pair_->last_compute_step() == update->ntimestep)
     error->all(FLERR,
-               "compute mlff/atom: pair mlff computes '{}' every {} steps (gamma_every/outputs_every), not on "
+               "compute mlff/atom: pair mlff computes '{}' every {} steps ({}), not on "
                "step {}; use the compute on multiples of {} (e.g. 'dump ... {} ...', "
                "'fix halt {} ...')",
-               name_, pair_->output_every(), update->ntimestep, pair_->output_every(),
+               name_, pair_->output_every(), pair_->every_keyword(), update->ntimestep, pair_->output_every(),
                pair_->output_every(), pair_->output_every());
   // the pair style computes its outputs with the forces, every step
   if (pair_->last_compute_step() != update->ntimestep)

@@ -55,6 +55,8 @@ class PairMLFF : public Pair {
   bigint last_compute_step() const { return last_step_; }
   bigint last_output_step() const { return last_output_step_; }
   int output_every() const { return output_every_; }
+  // the keyword that set it: gamma_every (ACE) or outputs_every
+  std::string every_keyword() const { return every_keyword_.empty() ? "outputs_every" : every_keyword_; }
 
  protected:
   void allocate();

@@ -367,6 +367,81 @@ def pt2_ab(sizes: Sequence[int], rounds: int, steps: int, engines: Sequence[str]
     return lines
 
 
+def _schnetpack_model(n_features: int, n_interactions: int, cutoff: float, n_rbf: int):
+    """schnetpack's PaiNN with the bench model's hyperparameters (energy + forces).
+
+    schnetpack is not in the lock: install it for the benchmark only (see BENCHMARKS.md).
+    Its 2.1 releases import a torch-internal TypeVar that torch 2.9 no longer has.
+    """
+    import typing
+
+    import torch.utils.data.dataloader as dataloader
+
+    if not hasattr(dataloader, "T_co"):
+        dataloader.T_co = typing.TypeVar("T_co", covariant=True)
+    import schnetpack as spk
+
+    return spk.model.NeuralNetworkPotential(
+        representation=spk.representation.PaiNN(
+            n_features, n_interactions, spk.nn.GaussianRBF(n_rbf, cutoff), spk.nn.CosineCutoff(cutoff)
+        ),
+        input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_features, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+    )
+
+
+def schnetpack_ab(sizes: Sequence[int], rounds: int, steps: int, workdir: str) -> List[str]:
+    """One raw step (energy + forces, neighbour list outside) of mlff's student as TorchScript
+    and as .pt2 against schnetpack's PaiNN (eager, its deployed form) with the same
+    hyperparameters (64 features, 3 interactions, 5 Å, 20 radial functions, float32),
+    interleaved; medians."""
+    from pathlib import Path
+
+    from .compiled import export_compiled
+
+    pt2 = Path(workdir) / "bench_painn.pt2"
+    if not pt2.exists():
+        export_compiled(default_bench_model(torch.float32), pt2, devices=["cpu"])
+    peer = _schnetpack_model(64, 3, 5.0, 20).float().eval()
+    lines = ["| atoms | schnetpack µs/atom-step | mlff .pt | mlff .pt2 | schnetpack / .pt | schnetpack / .pt2 |",
+             "|---|---|---|---|---|---|"]
+    for n in sizes:
+        atoms = cu_supercell(n)
+        g = graph_from_atoms(atoms, [5.0], torch.float32, "cpu")
+        i, j = g.edge_indices[0]
+        pos = torch.as_tensor(atoms.positions, dtype=torch.float32)
+        vec = g.edge_vectors()[0].detach()
+        inputs = {
+            "_atomic_numbers": torch.as_tensor(atoms.numbers), "_positions": pos,
+            "_idx_i": i, "_idx_j": j, "_offsets": vec - (pos[j] - pos[i]),
+            "_n_atoms": torch.tensor([len(atoms)]), "_idx_m": torch.zeros(len(atoms), dtype=torch.long),
+            "_cell": torch.as_tensor(atoms.cell[:], dtype=torch.float32).unsqueeze(0),
+            "_pbc": torch.tensor([[True, True, True]]),
+        }
+
+        def peer_step() -> float:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                out = peer({k: v.clone() for k, v in inputs.items()})
+                out["forces"].sum().item()
+            return (time.perf_counter() - t0) / steps
+
+        models = {kind: resolve_model(str(pt2.with_suffix(suffix)))[0] for kind, suffix in (("pt", ".pt"), ("pt2", ".pt2"))}
+        times: Dict[str, List[float]] = {"peer": [], "pt": [], "pt2": []}
+        peer_step()  # warm-up
+        for _ in range(rounds):
+            times["peer"].append(peer_step())
+            for kind, module in models.items():
+                with torch.jit.optimized_execution(False):
+                    times[kind].append(time_raw(module, atoms, [5.0], torch.float32, "cpu", steps, warmup=1))
+        med = {k: float(np.median(v)) / len(atoms) * 1e6 for k, v in times.items()}
+        lines.append(f"| {len(atoms)} | {med['peer']:.1f} | {med['pt']:.1f} | {med['pt2']:.1f} | "
+                     f"{med['peer'] / med['pt']:.2f}x | {med['peer'] / med['pt2']:.2f}x |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def _main(argv: Optional[Sequence[str]] = None) -> None:
     import argparse
 
@@ -393,7 +468,27 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     pp.add_argument("--steps", type=int, default=3)
     pp.add_argument("--engines", nargs="+", default=list(PT2_ENGINES), choices=list(PT2_ENGINES))
     pp.add_argument("--workdir", default="bench_output", help="where the compiled model is kept")
+    sp = sub.add_parser("schnetpack", help="the student (.pt and .pt2) against schnetpack's PaiNN, interleaved")
+    sp.add_argument("--sizes", type=int, nargs="+", default=[256, 864, 4000])
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--steps", type=int, default=3)
+    sp.add_argument("--workdir", default="bench_output")
+    sp.add_argument("--peer-path", help="where schnetpack is installed (pip install --target DIR schnetpack); "
+                                        "appended to sys.path after the environment's packages")
     args = p.parse_args(argv)
+    if args.cmd == "schnetpack":
+        import sys
+        from pathlib import Path
+
+        from .runtime import tune_allocator
+
+        if args.peer_path:
+            sys.path.append(args.peer_path)  # after site-packages: mlff's torch, not the peer's pin
+        tune_allocator()
+        torch.set_num_threads(1)
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        print("\n".join(schnetpack_ab(args.sizes, args.rounds, args.steps, args.workdir)))
+        return
     if args.cmd == "pt2":
         from pathlib import Path
 

