@@ -12,8 +12,12 @@ env:
 demo: env
 	$(PY) examples/demo.py
 
+# two workers (the CI machine's two cores); a test file stays on one worker, so its
+# module fixtures (a compiled model, a trained committee) are built once
+PYTEST_WORKERS ?= 2
+
 test: env
-	OMP_NUM_THREADS=1 $(PY) -m pytest -ra $(PYTEST_ARGS) tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
 bench: env
 	.venv/bin/mlff bench

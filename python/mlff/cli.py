@@ -54,10 +54,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"min distance:      {meta.min_distance:.3f} Å in the training data")
     print(f"written by:        mlff {meta.mlff_version}, torch {meta.torch_version}")
     if meta.compiled:
-        from .compiled import supported_isas
+        from .compiled import isa_runs_here
 
         c = meta.compiled
-        runs = "runs here" if c.get("cpu_isa", "none") in supported_isas() else "NOT supported by this CPU"
+        runs = "runs here" if isa_runs_here(c.get("cpu_isa", "none")) else "NOT supported by this CPU"
         print(f"compiled:          AOTInductor for {', '.join(c.get('devices', []))}; CPU kernels for "
               f"{c.get('cpu_isa')} ({runs}); torch {c.get('torch_version')}"
               + (f"; fallback {c['fallback']}" if c.get("fallback") else ""))

@@ -66,10 +66,38 @@ def cpu_isa() -> str:
     return str(cpu_vec_isa.pick_vec_isa()) or "none"
 
 
-def supported_isas() -> List[str]:
+#: inductor's ISA words and the /proc/cpuinfo flags each needs (x86-64 Linux)
+_ISA_FLAGS = {
+    "avx512": ("avx512f", "avx512dq", "avx512vl", "avx512bw"),
+    "avx2": ("avx2", "fma"),
+    "amx_tile": ("amx_tile",),
+    "neon": ("asimd",),  # aarch64 Linux names its flags differently
+    "sve256": ("sve",),
+}
+
+
+def _cpu_flags() -> Optional[set]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def isa_runs_here(isa: str) -> bool:
+    """Whether this CPU can run kernels compiled for ``isa`` (inductor's words, e.g.
+    ``"avx512 amx_tile"``). Reads the CPU flags (inductor's own probe compiles test
+    programs, ~15 s per process); elsewhere it asks inductor."""
+    flags = _cpu_flags()
+    words = isa.split() or ["none"]
+    if flags is not None and all(w == "none" or w in _ISA_FLAGS for w in words):
+        return all(w == "none" or all(f in flags for f in _ISA_FLAGS[w]) for w in words)
     from torch._inductor import cpu_vec_isa
 
-    return ["none"] + [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()]
+    return isa in ["none"] + [str(x) for x in cpu_vec_isa.valid_vec_isa_list()]
 
 
 def _check_exportable(meta: ModelMetadata) -> None:
@@ -356,11 +384,8 @@ def check_runnable(path: Path, meta: ModelMetadata, device: torch.device) -> Non
             f"AOTInductor packages run only with the torch that compiled them{hint}"
         )
     isa = info.get("cpu_isa", "none")
-    if device.type == "cpu" and isa not in supported_isas():
-        raise MLFFModelError(
-            f"{path} was compiled for CPUs with {isa}, which this CPU does not have (it has "
-            f"{', '.join(supported_isas())}){hint}"
-        )
+    if device.type == "cpu" and not isa_runs_here(isa):
+        raise MLFFModelError(f"{path} was compiled for CPUs with {isa}, which this CPU does not have{hint}")
 
 
 def is_compiled_path(path: str | os.PathLike) -> bool:
@@ -399,5 +424,6 @@ __all__ = [
     "default_devices",
     "export_compiled",
     "is_compiled_path",
+    "isa_runs_here",
     "load_compiled",
 ]
