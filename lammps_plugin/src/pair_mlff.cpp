@@ -80,7 +80,8 @@ PairMLFF::~PairMLFF()
 double PairMLFF::memory_usage()
 {
   double bytes = Pair::memory_usage();
-  bytes += (double) nmax_out_ * peratom_names_.size() * sizeof(double);
+  bytes += (double) nmax_out_ * ncols_out_ * sizeof(double);
+  bytes += (double) nmax_partial_ * ncols_partial_ * sizeof(double);
   bytes += (double) nmax_feat_ * exchange_width_ * sizeof(double);
   bytes += (double) (atom_node_.size() + node_atom_.size() + hop_.size()) * sizeof(int);
   for (const auto &list : graph_.lists)
@@ -1061,6 +1062,20 @@ double PairMLFF::output_scale(const mlff_lmp::OutputInfo &o) const
   return o.unit.rfind("eV", 0) == 0 ? energy_factor_ : 1.0;
 }
 
+// A per-atom array of `cols` columns for atom->nmax atoms (reallocated when either grew or
+// the columns changed: a new pair_style line may bring another model), first `rows` zeroed.
+void PairMLFF::grow_zeroed(double **&array, int &nmax, int &ncols, int cols, int rows, const char *name)
+{
+  if (atom->nmax > nmax || cols != ncols) {
+    memory->destroy(array);
+    nmax = atom->nmax;
+    ncols = cols;
+    memory->create(array, nmax, cols, name);
+  }
+  for (int i = 0; i < rows; i++)
+    for (int c = 0; c < cols; c++) array[i][c] = 0.0;
+}
+
 // The named outputs of owned atoms (for compute mlff/atom) and the global ones (pvector,
 // for compute pair mlff). Collective on output steps: every rank takes part in the reverse
 // communication and the sums of partial outputs, also with an empty subdomain.
@@ -1072,13 +1087,7 @@ void PairMLFF::store_outputs()
 
   // 1. partial per-atom outputs: node values onto their LAMMPS atoms, ghosts sent home
   if (partial_width_ > 0) {
-    if (atom->nmax > nmax_partial_) {
-      memory->destroy(partial_atom_);
-      nmax_partial_ = atom->nmax;
-      memory->create(partial_atom_, nmax_partial_, partial_width_, "pair:mlff:partial");
-    }
-    for (int i = 0; i < nall; i++)
-      for (int c = 0; c < partial_width_; c++) partial_atom_[i][c] = 0.0;
+    grow_zeroed(partial_atom_, nmax_partial_, ncols_partial_, partial_width_, nall, "pair:mlff:partial");
     if (have) {
       for (const auto &o : model_.outputs) {
         if (!(o.partial && o.per_atom)) continue;
@@ -1107,13 +1116,7 @@ void PairMLFF::store_outputs()
   // 3. per-atom scalars of owned atoms
   const int ncol = static_cast<int>(peratom_names_.size());
   if (ncol > 0) {
-    if (atom->nmax > nmax_out_) {
-      memory->destroy(peratom_out_);
-      nmax_out_ = atom->nmax;
-      memory->create(peratom_out_, nmax_out_, ncol, "pair:mlff:peratom_out");
-    }
-    for (int i = 0; i < nlocal; i++)
-      for (int c = 0; c < ncol; c++) peratom_out_[i][c] = 0.0;
+    grow_zeroed(peratom_out_, nmax_out_, ncols_out_, ncol, nlocal, "pair:mlff:peratom_out");
     for (int c = 0; c < ncol; c++) {
       const mlff_lmp::OutputInfo &o = *model_.output(peratom_names_[c]);
       const double scale = output_scale(o);

@@ -66,6 +66,7 @@ class PairMLFF : public Pair {
   void apply_result();
   void store_outputs();
   double output_scale(const mlff_lmp::OutputInfo &o) const;
+  void grow_zeroed(double **&array, int &nmax, int &ncols, int cols, int rows, const char *name);
   void check_distances();
   void check_geometry_inputs();
   void set_geometry();
@@ -129,7 +130,8 @@ class PairMLFF : public Pair {
   std::map<std::string, int> partial_offset_;
   int partial_width_ = 0;
   double **partial_atom_ = nullptr;
-  int nmax_partial_ = 0;
+  int nmax_partial_ = 0, ncols_partial_ = 0;
+  int ncols_out_ = 0;    // columns of peratom_out_ as allocated
 };
 
 }    // namespace LAMMPS_NS
