@@ -90,16 +90,18 @@ def test_killed_search_resumes_without_repeating_trials(cu_db, tmp_path):
     proc = _mlff_tune(path)
     deadline = time.monotonic() + 120
     try:
-        while True:  # kill in trial 1's training: trial 0 finished, trial 1 RUNNING
+        while True:  # kill in trial 1's training: trial 0 finished, trial 1 RUNNING with its parameters
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
             try:
                 trials = load(folder).trials
             except Exception:  # the study (or its tables) may not exist yet, or be locked
                 trials = []
-            states = [t.state for t in trials]
-            if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            # a trial is RUNNING from its creation, before the sampler has drawn all its
+            # parameters: kill only once it has them all (then it is training)
+            if done and any(t.state == TrialState.RUNNING and len(t.params) == len(done[0].params) for t in trials):
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
