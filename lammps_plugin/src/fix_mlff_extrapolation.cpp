@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sys/file.h>
 #include <unistd.h>
 #include <vector>
 
@@ -170,11 +171,21 @@ void FixMLFFExtrapolation::write_frame(double max_value)
       }
       text += fmt::format("{} {:.17g} {:.17g} {:.17g} {:.17g}\n", symbol, r[2], r[3], r[4], r[5]);
     }
-    // one write and a sync: a killed run leaves whole frames in the queue
-    if (ok && (fwrite(text.data(), 1, text.size(), fp_) != text.size() || fflush(fp_) != 0 ||
-               fsync(fileno(fp_)) != 0)) {
-      ok = 0;
-      why = fmt::format("writing {} failed: {}", path_, strerror(errno));
+    // one write and a sync under an exclusive lock: a killed run leaves whole frames, and
+    // two runs appending to one queue (replicas, a restart beside a running job) never
+    // interleave their frames
+    if (ok) {
+      const int fd = fileno(fp_);
+      if (flock(fd, LOCK_EX) != 0) {
+        ok = 0;
+        why = fmt::format("cannot lock {}: {}", path_, strerror(errno));
+      } else {
+        if (fwrite(text.data(), 1, text.size(), fp_) != text.size() || fflush(fp_) != 0 || fsync(fd) != 0) {
+          ok = 0;
+          why = fmt::format("writing {} failed: {}", path_, strerror(errno));
+        }
+        flock(fd, LOCK_UN);
+      }
     }
   }
   MPI_Bcast(&ok, 1, MPI_INT, 0, world);
