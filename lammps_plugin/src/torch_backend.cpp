@@ -184,7 +184,7 @@ class TorchBackend : public mlff_lmp::Backend {
                                " whole-system sums but the model has no global_sums method; "
                                "re-export the model with `mlff export`");
     if (layers_ > 0)
-      for (const char *method : {"embed", "layer", "readout_energies"})
+      for (const char *method : {"embed", "edge_features", "layer", "readout_energies"})
         if (!module_.find_method(method))
           throw std::runtime_error(name + ": the metadata declares message_passing (layer exchange) but the "
                                    "model has no " + method + " method; re-export the model with `mlff export`");
@@ -223,73 +223,90 @@ class TorchBackend : public mlff_lmp::Backend {
   }
 
  private:
-  // rows [n, W] through a host double buffer: exchanged, returned in the model's dtype on
-  // the device (a fresh tensor, not part of any autograd graph)
-  torch::Tensor exchange(const torch::Tensor &rows, mlff_lmp::Exchanger *ex, bool forward)
+  // Forward communication: the owned rows [n_local, W] (a layer's output) completed with
+  // the ghost rows from their owners, [n, W], in the model's dtype on the device (a fresh
+  // tensor, not part of any autograd graph). The Exchanger works on doubles on the host.
+  torch::Tensor exchange_forward(const torch::Tensor &owned, int64_t n, mlff_lmp::Exchanger *ex)
   {
-    torch::Tensor host = rows.detach().to(torch::kCPU, torch::kFloat64, false, true).contiguous();
-    if (forward)
-      ex->forward(host.data_ptr<double>());
-    else
-      ex->reverse(host.data_ptr<double>());
+    torch::Tensor host = torch::empty({n, width_}, torch::TensorOptions().dtype(torch::kFloat64));
+    host.narrow(0, 0, owned.size(0)).copy_(owned.detach());
+    ex->forward(host.data_ptr<double>());
     return host.to(device_, dtype_);
   }
 
-  // Contract v3 layer exchange: x0 = embed(z); x_{k+1} = layer(k, x_k, edges) with the
-  // ghost rows refreshed from their owners after every layer but the last; energies =
-  // readout_energies(x_L) of the owned nodes. Each layer is its own autograd graph with
-  // its input as a leaf, so the backward pass can send the ghost rows' gradients home
-  // (the adjoint of the refresh) between the layers' vector-Jacobian products.
+  // Reverse communication, the adjoint of exchange_forward: the gradient of all rows
+  // [n, W] -> that of the owned rows [n_local, W] (ghost rows added to their owners')
+  torch::Tensor exchange_reverse(const torch::Tensor &rows, int64_t n_local, mlff_lmp::Exchanger *ex)
+  {
+    torch::Tensor host = rows.detach().to(torch::kCPU, torch::kFloat64, false, true).contiguous();
+    ex->reverse(host.data_ptr<double>());
+    return host.narrow(0, 0, n_local).to(device_, dtype_);
+  }
+
+  // Contract v3 layer exchange: e = edge_features(edges), x0 = embed(z),
+  // x_{k+1}[owned] = layer(k, x_k, edges, e, n_local), completed with the ghost rows from
+  // their owners after every layer but the last; energies = readout_energies(x_L, z_owned).
+  // Each layer is its own autograd graph with its inputs as leaves, so the backward pass
+  // can send the ghost rows' gradients home (the adjoint of the refresh) between the
+  // layers' vector-Jacobian products; e's gradients from all layers go through
+  // edge_features once at the end.
   void run_layered(const mlff_lmp::Graph &g, mlff_lmp::Result &r, mlff_lmp::Exchanger *ex)
   {
     torch::jit::GraphOptimizerEnabledGuard no_opt(false);
-    const int64_t n = g.n_nodes;
+    const int64_t n = g.n_nodes, n_local = g.n_local;
     if (g.lists.size() != 1) throw std::runtime_error("layer exchange needs exactly one neighbour list");
     torch::Tensor z;
     std::vector<torch::Tensor> eis, evs;
     graph_tensors(g, device_, dtype_, true, z, eis, evs);
     const torch::Tensor &ei = eis[0], &ev = evs[0];
-    auto check = [&](const torch::Tensor &x, const char *what) {
-      if (x.dim() != 2 || x.size(0) != n || x.size(1) != width_)
+    auto check = [&](const torch::Tensor &x, int64_t rows, const char *what) {
+      if (x.dim() != 2 || x.size(0) != rows || x.size(1) != width_)
         throw std::runtime_error(std::string("the model's ") + what + " returned shape " + c10::str(x.sizes()) +
-                                 " for " + std::to_string(n) + " atoms; its metadata declares width " +
-                                 std::to_string(width_));
+                                 " where " + std::to_string(rows) + " rows of width " + std::to_string(width_) +
+                                 " (the metadata's) were expected");
     };
+    torch::Tensor e = module_.get_method("edge_features")({ev}).toTensor();
+    if (e.dim() != 2 || e.size(0) != ev.size(0))
+      throw std::runtime_error("the model's edge_features returned shape " + c10::str(e.sizes()) + " for " +
+                               std::to_string(ev.size(0)) + " edges");
+    torch::Tensor e_leaf = e.detach().requires_grad_(true);
     torch::Tensor x = module_.get_method("embed")({z}).toTensor().detach();
-    check(x, "embed");
+    check(x, n, "embed");
     auto layer = module_.get_method("layer");
     std::vector<torch::Tensor> xin(layers_), yout(layers_);
     for (int k = 0; k < layers_; k++) {
       xin[k] = x.detach().requires_grad_(k > 0);    // dE/dx_0 is not needed (embeddings)
-      yout[k] = layer({static_cast<int64_t>(k), xin[k], ei, ev}).toTensor();
-      check(yout[k], "layer");
-      x = k + 1 < layers_ ? exchange(yout[k], ex, true) : yout[k];
+      yout[k] = layer({static_cast<int64_t>(k), xin[k], ei, e_leaf, n_local}).toTensor();
+      check(yout[k], n_local, "layer");
+      x = k + 1 < layers_ ? exchange_forward(yout[k], n, ex) : yout[k];
     }
     torch::Tensor top = x.detach().requires_grad_(true);
-    torch::Tensor energies = module_.get_method("readout_energies")({top, z}).toTensor();
-    if (energies.dim() != 1 || energies.size(0) != n)
+    torch::Tensor energies = module_.get_method("readout_energies")({top, z.narrow(0, 0, n_local)}).toTensor();
+    if (energies.dim() != 1 || energies.size(0) != n_local)
       throw std::runtime_error("the model's readout_energies returned shape " + c10::str(energies.sizes()) +
-                               " for " + std::to_string(n) + " atoms");
-    torch::Tensor local = energies.narrow(0, 0, g.n_local);
-    torch::Tensor grad;    // dE/dx_{k+1}
-    if (local.requires_grad())
-      grad = torch::autograd::grad({local.sum()}, {top}, {}, false, false, true)[0];
+                               " for " + std::to_string(n_local) + " atoms");
+    torch::Tensor grad;    // dE/dx_{k+1} of all rows; for the last layer, of the owned rows
+    if (energies.requires_grad())
+      grad = torch::autograd::grad({energies.sum()}, {top}, {}, false, false, true)[0];
     if (!grad.defined()) grad = torch::zeros_like(top);
-    torch::Tensor edge_grad = torch::zeros_like(ev);
+    torch::Tensor e_grad = torch::zeros_like(e_leaf);
     for (int k = layers_ - 1; k >= 0; k--) {
       // x_{k+1}'s ghost rows were copies of their owners' rows: their gradients go home
-      if (k + 1 < layers_) grad = exchange(grad, ex, false);
-      std::vector<torch::Tensor> wrt{ev};
+      if (k + 1 < layers_) grad = exchange_reverse(grad, n_local, ex);
+      std::vector<torch::Tensor> wrt{e_leaf};
       if (k > 0) wrt.push_back(xin[k]);
       std::vector<torch::Tensor> got(wrt.size());
       if (yout[k].requires_grad())
         got = torch::autograd::grad({yout[k]}, wrt, {grad}, false, false, true);
-      if (got[0].defined()) edge_grad = edge_grad + got[0];
+      if (got[0].defined()) e_grad = e_grad + got[0];
       if (k > 0) grad = got[1].defined() ? got[1] : torch::zeros_like(xin[k]);
       yout[k] = torch::Tensor();    // frees the layer's graph
     }
-    torch::Tensor e_cpu = local.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + g.n_local);
+    torch::Tensor edge_grad;
+    if (e.requires_grad()) edge_grad = torch::autograd::grad({e}, {ev}, {e_grad}, false, false, true)[0];
+    if (!edge_grad.defined()) edge_grad = torch::zeros_like(ev);
+    torch::Tensor e_cpu = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    r.energies.assign(e_cpu.data_ptr<double>(), e_cpu.data_ptr<double>() + n_local);
     store_edge_gradients(g, {edge_grad}, r);
     r.position_grad.clear();
     r.cell_grad.clear();

@@ -86,19 +86,24 @@ without geometry inputs or named outputs may declare ``message_passing: {"layers
 "width": W}`` and export, besides ``forward`` (unchanged; every other engine calls it):
 
 - ``embed(atomic_numbers) -> x0 [N, W]``: the initial node state, flattened,
-- ``layer(k: int, x [N, W], edge_index [2, E], edge_vectors [E, 3]) -> x' [N, W]``: message
-  and update block k (0 <= k < L) over the first list; a node's new row depends only on
-  its own row, the rows of its neighbours and its edges (so edges centred on ghosts are
-  not needed),
-- ``readout_energies(x [N, W], atomic_numbers) -> energies [N]``,
+- ``edge_features(edge_vectors [E, 3]) -> e [E, D]``: what the layers need of each edge
+  (radial basis, cutoff weight, direction), computed once for all layers,
+- ``layer(k: int, x [N, W], edge_index [2, E], e [E, D], n_local: int) -> x' [n_local, W]``:
+  message and update block k (0 <= k < L) over the first list; the new states of the
+  first ``n_local`` nodes, every edge being centred on one of them; a node's new row
+  depends only on its own row, the rows of its neighbours and its edges (so edges
+  centred on ghosts are not needed, and ghosts are not updated),
+- ``readout_energies(x [n, W], atomic_numbers [n]) -> energies [n]``,
 
-with ``forward(...)["energies"] == readout_energies(layer(L-1, ... layer(0, embed(z))...), z)``
-(:func:`evaluate_layers`; checked at export). LAMMPS on several ranks then keeps a ghost
-shell of one cutoff (not L cutoffs): it passes edges centred on owned atoms only, after
-each layer but the last overwrites the ghosts' rows with their owners' (forward
+with ``forward(...)["energies"] == readout_energies(layer(L-1, ... layer(0, embed(z), ...,
+N)...), z)`` (:func:`evaluate_layers`; checked at export). LAMMPS on several ranks then
+keeps a ghost shell of one cutoff (not L cutoffs): it passes edges centred on owned atoms
+only (nodes [0, n_local) are the owned atoms, the rest ghosts), after each layer but the
+last completes the owned rows with the ghosts' rows from their owners (forward
 communication), and in the backward pass sends the gradients of the ghosts' rows to their
-owners (reverse communication) before each layer's vector-Jacobian product. The edge
-gradients of all layers then go through the edge rule below: exact, like the deep shell.
+owners (reverse communication) before each layer's vector-Jacobian product. The gradients
+of ``e`` from all layers go back through ``edge_features`` once, and the edge gradients
+then through the edge rule below: exact, like the deep shell.
 
 Edges of list k may be longer than that list's cutoff (LAMMPS passes its list with the
 skin, and one list at the largest cutoff); a model must give them exactly zero weight.
@@ -222,7 +227,8 @@ class MessagePassingSpec(BaseModel):
     """The layers a message-passing model exposes to engines (contract version 3).
 
     ``layers`` message/update blocks over the first neighbour list, each acting on a node
-    state of ``width`` numbers per atom (see the module docstring: embed, layer, readout_energies).
+    state of ``width`` numbers per atom (see the module docstring: embed, edge_features, layer,
+    readout_energies).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -900,8 +906,9 @@ def evaluate_layers(
     ``readout_energies(layer(L-1, ... layer(0, embed(z)) ...), z)`` (what forward returns)."""
     n_layers = int(module.num_interactions)
     x = module.embed(atomic_numbers)
+    e = module.edge_features(edge_vectors)
     for k in range(n_layers):
-        x = module.layer(k, x, edge_index, edge_vectors)
+        x = module.layer(k, x, edge_index, e, int(atomic_numbers.shape[0]))
     return module.readout_energies(x, atomic_numbers)
 
 
@@ -916,7 +923,7 @@ def _check_layers(module: torch.nn.Module, meta: ModelMetadata, energies: torch.
         got = evaluate_layers(module, z, eis[0], evs[0].detach())
     tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
     if not torch.allclose(got.detach(), energies.detach(), **tol):
-        raise MLFFModelError("the model's layers (embed, layer, readout_energies) do not compose to its forward")
+        raise MLFFModelError("the model's layers (embed, edge_features, layer, readout_energies) do not compose to its forward")
 
 
 class LoadedModel:

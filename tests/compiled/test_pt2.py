@@ -3,7 +3,7 @@ and clear errors (or the `.pt` beside them, with a warning) where they cannot ru
 
 Compiling takes tens of seconds, so the float64 package of the module fixture is cached
 across runs under ``~/.cache/mlff/test-pt2`` (key: the model's weights and config, torch,
-and mlff's compiled.py), as CI caches the environment.
+and mlff's Python sources), as CI caches the environment.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ def _cache_key(model) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().numpy().tobytes())
     h.update(torch.__version__.encode())
-    h.update(Path(mlff.compiled.__file__).read_bytes())
+    # the package is compiled from the model's code as well as its weights: any change to
+    # mlff's sources (a model's forward, the contract, compiled.py) recompiles it
+    for src in sorted(Path(mlff.compiled.__file__).parent.rglob("*.py")):
+        h.update(src.read_bytes())
     return h.hexdigest()[:20]
 
 

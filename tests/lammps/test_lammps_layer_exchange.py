@@ -106,6 +106,31 @@ def test_forward_equals_layer_composition(files):
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
 
 
+def test_layer_updates_only_the_owned_rows(files):
+    """layer(k, x, edges, e, n_local) = the first n_local rows of layer(k, x, edges, e, N)
+    when every edge is centred on one of them (what LAMMPS passes: owned atoms first, ghosts
+    after), and an edge centred on a ghost is refused rather than dropped."""
+    atoms = big_triclinic()
+    z = torch.as_tensor(atoms.numbers)
+    i, j, S = neighbor_list("ijS", atoms, 3.6)
+    n_local = 40
+    keep = i < n_local
+    vec = atoms.positions[j] - atoms.positions[i] + S @ atoms.cell[:]
+    ei = torch.as_tensor(np.stack([i[keep], j[keep]]))
+    for module in (files["model"], load_model(files["v3"]).module):
+        e = module.edge_features(torch.as_tensor(vec[keep]))
+        x = module.embed(z)
+        for k in range(LAYERS):
+            full = module.layer(k, x, ei, e, len(atoms))
+            owned = module.layer(k, x, ei, e, n_local)
+            assert owned.shape == (n_local, x.shape[1])
+            torch.testing.assert_close(owned, full[:n_local], rtol=0, atol=1e-13)
+            x = torch.cat([owned, full[n_local:]])  # ghosts' rows would come from their owners
+        all_edges = torch.as_tensor(np.stack([i, j]))
+        with pytest.raises(Exception, match="index"):
+            module.layer(0, module.embed(z), all_edges, module.edge_features(torch.as_tensor(vec)), n_local)
+
+
 def test_shallow_ensemble_offers_no_layers(tmp_path):
     model = _painn(n_heads=3)
     assert model.layer_exchange_info() is None

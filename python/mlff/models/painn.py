@@ -53,28 +53,44 @@ class _Interaction(nn.Module):
         fc: torch.Tensor,
         unit: torch.Tensor,
         first: bool = False,
+        n_out: int = -1,
     ):
         # The step is memory-bound on [E, 3, F] edge tensors (issue 14: 44 % broadcast
         # multiplies, 12 % index_add, 7 % gathers); the changes below drop or speed up
-        # passes over edge tensors and keep the arithmetic, and the numbers, unchanged.
-        # ``first`` says v is the zero tensor (the first layer).
+        # passes over edge tensors.
+        # ``first`` says v is the zero tensor (the first layer). ``n_out`` >= 0: only the
+        # first n_out nodes are updated and returned (layer exchange: the rest are ghosts
+        # whose new states come from their owners; every edge is centred on one of them).
         f = self.n_features
         i = edge_index[0]
         j = edge_index[1]
         # index_select rather than x[j]: the same rows, but its backward is a plain
         # index_add instead of advanced indexing's slower accumulate-put
-        # fc multiplies after the filter's bias so edges past the cutoff carry nothing
-        x = torch.index_select(self.phi(s), 0, j) * (self.filter(rbf) * fc.unsqueeze(1))
+        # The filter times the cutoff weight, (rbf A^T + b) * fc, is formed as
+        # (rbf * fc) A^T + fc b: the same function (edges past the cutoff still carry
+        # exactly nothing), but autograd then keeps only [E, n_rbf] operands for it instead
+        # of the filter's [E, 3F] output, one of the few [E, 3F] tensors a layer keeps for the
+        # backward pass (peak memory is what limits the atoms per rank)
+        fc1 = fc.unsqueeze(1)
+        w = torch.addmm(fc1 * self.filter.bias, rbf * fc1, self.filter.weight.t())
+        x = torch.index_select(self.phi(s), 0, j) * w
         xs, xvv, xvs = torch.split(x, f, dim=-1)
         dv_edge = xvs.unsqueeze(1) * unit.unsqueeze(2)
         if not first:
             # v is exactly zero entering the first layer, so this term is skipped there
             # (adding +0 changes no bits, and IEEE addition commutes)
             dv_edge = xvv.unsqueeze(1) * torch.index_select(v, 0, j) + dv_edge
-        # xs is a strided column slice of x; index_add on a contiguous copy is faster
-        # than on the view (its rows are 3F apart), in the forward and the backward
-        s = s.index_add(0, i, xs.contiguous())
-        v = v.index_add(0, i, dv_edge)
+        if n_out >= 0:
+            s = s.narrow(0, 0, n_out)
+            v = v.narrow(0, 0, n_out)
+        # Sum the messages into their centres with scatter_add over a broadcast (expanded)
+        # index rather than index_add: the same sums at the same speed, but index_add's
+        # autograd keeps its whole [E, ...] source alive for the backward pass (for its
+        # shape), scatter_add only the index, whose expanded view costs E integers.
+        # xs is a strided column slice of x; the sum over a contiguous copy is faster than
+        # over the view (its rows are 3F apart), in the forward and the backward.
+        s = s.scatter_add(0, i.unsqueeze(1).expand(xs.shape), xs.contiguous())
+        v = v.scatter_add(0, i.view(-1, 1, 1).expand(dv_edge.shape), dv_edge)
 
         uv = self.U(v)
         vv = self.V(v)
@@ -304,18 +320,19 @@ class PaiNN(MLFFModel, nn.Module):
         idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
         n_atoms = atomic_numbers.shape[0]
         dtype = edge_vectors.dtype
-        r = torch.linalg.norm(edge_vectors, dim=1)
-        # edges beyond the cutoff (LAMMPS skin) get exactly zero weight; clamp avoids 0/0
-        r_safe = torch.clamp(r, min=1e-6)
-        fc = self.fcut(r)
-        rbf = self.rbf(r_safe)
-        unit = edge_vectors / r_safe.unsqueeze(1)
-
+        fc, rbf, unit = self._edge_terms(edge_vectors)
         s = self.embedding(idx).to(dtype)
         v = torch.zeros((n_atoms, 3, s.shape[1]), dtype=dtype, device=s.device)
         for n, block in enumerate(self.interactions):
             s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
         return s, idx
+
+    def _edge_terms(self, edge_vectors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cutoff weight ``[E]``, radial basis ``[E, n_rbf]`` and unit vector ``[E, 3]`` of each edge."""
+        r = torch.linalg.norm(edge_vectors, dim=1)
+        # edges beyond the cutoff (LAMMPS skin) get exactly zero weight; clamp avoids 0/0
+        r_safe = torch.clamp(r, min=1e-6)
+        return self.fcut(r), self.rbf(r_safe), edge_vectors / r_safe.unsqueeze(1)
 
     # ------------------------------------------------------------------ layer exchange (contract v3)
     # The node state x [N, 4F] is s [N, F] followed by v [N, 3, F] flattened; engines that
@@ -343,24 +360,35 @@ class PaiNN(MLFFModel, nn.Module):
         return torch.cat([s, torch.zeros((s.shape[0], 3 * s.shape[1]), dtype=s.dtype, device=s.device)], dim=1)
 
     @torch.jit.export
-    def layer(self, k: int, x: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> torch.Tensor:
-        """Interaction block ``k`` on the node state ``x [N, 4F]`` (same ops as :meth:`features`)."""
+    def edge_features(self, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """What every layer needs of an edge, computed once: ``[E, 1 + n_rbf + 3]`` =
+        cutoff weight, radial basis and unit vector (the same numbers :meth:`features` uses)."""
+        self._single_head()
+        fc, rbf, unit = self._edge_terms(edge_vectors)
+        return torch.cat([fc.unsqueeze(1), rbf, unit], dim=1)
+
+    @torch.jit.export
+    def layer(
+        self, k: int, x: torch.Tensor, edge_index: torch.Tensor, edge_features: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
+        """Interaction block ``k``: node states ``x [N, 4F]`` -> the new states of the first
+        ``n_local`` nodes ``[n_local, 4F]`` (same ops as :meth:`features`)."""
         self._single_head()
         if k < 0 or k >= self.num_interactions:
             raise RuntimeError("PaiNN.layer: layer index out of range")
+        if n_local < 0 or n_local > x.shape[0]:
+            raise RuntimeError("PaiNN.layer: n_local out of range")
         n_atoms = x.shape[0]
         f = x.shape[1] // 4
         s = x[:, :f].contiguous()
         v = x[:, f:].reshape(n_atoms, 3, f).contiguous()
-        r = torch.linalg.norm(edge_vectors, dim=1)
-        r_safe = torch.clamp(r, min=1e-6)
-        fc = self.fcut(r)
-        rbf = self.rbf(r_safe)
-        unit = edge_vectors / r_safe.unsqueeze(1)
+        # one split (its backward is one concatenation, not a zero-filled [E, D] per slice)
+        fc, rbf, unit = torch.split(edge_features, [1, edge_features.shape[1] - 4, 3], dim=1)
+        fc = fc.squeeze(1)
         for n, block in enumerate(self.interactions):
             if n == k:
-                s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
-        return torch.cat([s, v.reshape(n_atoms, 3 * f)], dim=1)
+                s, v = block(s, v, edge_index, rbf, fc, unit, n == 0, n_local)
+        return torch.cat([s, v.reshape(n_local, 3 * f)], dim=1)
 
     @torch.jit.export
     def readout_energies(self, x: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
