@@ -5,6 +5,10 @@ speed-ups (x[j] gathers, the zero v[j] term kept in the first layer, index_add o
 strided slices), kept here as the definition the optimised code must reproduce. Both
 run on the same parameters; energies, forces and per-atom virials agree to 1e-12
 relative in float64 on random periodic and open structures.
+
+The optimised model also keeps less for its backward pass than the reference (the peak
+memory of a step, hence the atoms per rank or GPU): at most 4 [E, 3F] edge tensors per
+layer (3 in the first), where the reference keeps 6.
 """
 
 from __future__ import annotations
@@ -109,3 +113,19 @@ def test_optimised_painn_equals_reference(cutoff_fn, num_interactions):
             out = _evaluate(candidate, atoms, model.cutoff)
             for key in ("energies", "forces", "atom_virial"):
                 _assert_close(out[key], ref[key], key)
+
+
+def test_painn_keeps_four_edge_tensors_per_layer_for_the_backward_pass():
+    from mlff.bench import cu_supercell, saved_for_backward
+
+    torch.manual_seed(0)
+    f, layers = 32, 3
+    model = PaiNN([29], cutoff=5.0, n_features=f, num_interactions=layers, n_rbf=8).eval()
+    atoms = cu_supercell(500)
+    new = saved_for_backward(model, atoms, 5.0, torch.float32)
+    ref = saved_for_backward(_Reference(model), atoms, 5.0, torch.float32)
+    unit = new["edges"] * 3 * f * 4  # one float32 [E, 3F] tensor
+    # 4 per layer, 3 in the first (no v[j] there), + node-sized ([N, 3F] with N ~ E / 42 here)
+    # and [E, n_rbf] tensors, about 1 in all
+    assert new["saved_bytes"] / unit <= 4 * layers - 1 + 1.5, new["saved_bytes"] / unit
+    assert ref["saved_bytes"] / unit >= 5.5 * layers, ref["saved_bytes"] / unit

@@ -284,6 +284,49 @@ def malloc_step(setting: str, n_atoms: int, steps: int, n_features: int = 64) ->
     )
 
 
+def saved_for_backward(model: torch.nn.Module, atoms: Atoms, cutoff: float, dtype: torch.dtype) -> Dict[str, float]:
+    """What autograd keeps between one step's forward and backward pass (energy -> forces):
+    the bytes of the distinct storages saved, and the number of edges. This is what sets a
+    step's peak memory, hence the atoms that fit on one rank or GPU."""
+    g = graph_from_atoms(atoms, cutoff, dtype, "cpu")
+    ev = [e.detach().requires_grad_(True) for e in g.edge_vectors()]
+    storages: Dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = max(storages.get(st.data_ptr(), 0), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(g.atomic_numbers, g.edge_indices, ev, g.n_atoms, {})["energies"].sum()
+    return {"atoms": float(len(atoms)), "edges": float(g.edge_indices[0].shape[1]),
+            "saved_bytes": float(sum(storages.values()))}
+
+
+def memory_ab(old_painn: Optional[str], sizes: Sequence[int], n_features: int = 64) -> List[str]:
+    """The bench PaiNN's saved-for-backward memory (float32), in bytes and in units of one
+    [E, 3F] edge tensor, for this checkout and optionally the painn.py ``old_painn``."""
+    from .models import PaiNN
+
+    torch.manual_seed(0)  # the bench model's weights (default_bench_model) at any width
+    new = PaiNN([29], cutoff=5.0, n_features=n_features, num_interactions=3).eval()
+    models = {"new": new}
+    if old_painn:
+        old = _painn_from_file(old_painn)([29], cutoff=5.0, n_features=n_features, num_interactions=3).eval()
+        old.load_state_dict(new.state_dict())
+        models = {"old": old, "new": new}
+    lines = []
+    for n in sizes:
+        atoms = cu_supercell(n)
+        for name, m in models.items():
+            r = saved_for_backward(m, atoms, 5.0, torch.float32)
+            unit = r["edges"] * 3 * n_features * 4
+            lines.append(f"{len(atoms)} atoms, {int(r['edges'])} edges, F={n_features}, {name}: "
+                         f"{r['saved_bytes'] / 1e9:.3f} GB saved for the backward pass "
+                         f"= {r['saved_bytes'] / unit:.1f} [E, 3F] edge tensors")
+    return lines
+
+
 def ase_compile_ab(sizes: Sequence[int], rounds: int, steps: int = 1, dtype: str = "float32") -> List[str]:
     """VelocityVerlet in ASE with the bench PaiNN (in memory), ``compile=False`` against
     the compiled model (what ``compile="auto"`` switches to), interleaved; the first
@@ -462,6 +505,10 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     mm.add_argument("atoms", type=int)
     mm.add_argument("--steps", type=int, default=3)
     mm.add_argument("--features", type=int, default=64)
+    me = sub.add_parser("memory", help="what the bench PaiNN keeps for its backward pass (optionally vs another painn.py)")
+    me.add_argument("--old-painn", help="painn.py of the other version")
+    me.add_argument("--sizes", type=int, nargs="+", default=[864, 4000])
+    me.add_argument("--features", type=int, default=64)
     pp = sub.add_parser("pt2", help="the bench PaiNN as .pt and .pt2 in each engine, interleaved")
     pp.add_argument("--sizes", type=int, nargs="+", default=[256, 864, 4000])
     pp.add_argument("--rounds", type=int, default=3)
@@ -498,6 +545,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
         torch.set_num_threads(1)
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
         print("\n".join(pt2_ab(args.sizes, args.rounds, args.steps, args.engines, args.workdir)))
+        return
+    if args.cmd == "memory":
+        print("\n".join(memory_ab(args.old_painn, args.sizes, args.features)), flush=True)
         return
     if args.cmd == "malloc":
         print(json.dumps(malloc_step(args.setting, args.atoms, args.steps, args.features)), flush=True)

@@ -923,7 +923,9 @@ def _check_layers(module: torch.nn.Module, meta: ModelMetadata, energies: torch.
         got = evaluate_layers(module, z, eis[0], evs[0].detach())
     tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
     if not torch.allclose(got.detach(), energies.detach(), **tol):
-        raise MLFFModelError("the model's layers (embed, edge_features, layer, readout_energies) do not compose to its forward")
+        raise MLFFModelError(
+            "the model's layers (embed, edge_features, layer, readout_energies) do not compose to its forward"
+        )
 
 
 class LoadedModel:

@@ -49,7 +49,7 @@ class _Interaction(nn.Module):
         s: torch.Tensor,
         v: torch.Tensor,
         edge_index: torch.Tensor,
-        rbf: torch.Tensor,
+        rbf_fc: torch.Tensor,
         fc: torch.Tensor,
         unit: torch.Tensor,
         first: bool = False,
@@ -67,12 +67,12 @@ class _Interaction(nn.Module):
         # index_select rather than x[j]: the same rows, but its backward is a plain
         # index_add instead of advanced indexing's slower accumulate-put
         # The filter times the cutoff weight, (rbf A^T + b) * fc, is formed as
-        # (rbf * fc) A^T + fc b: the same function (edges past the cutoff still carry
-        # exactly nothing), but autograd then keeps only [E, n_rbf] operands for it instead
-        # of the filter's [E, 3F] output, one of the few [E, 3F] tensors a layer keeps for the
-        # backward pass (peak memory is what limits the atoms per rank)
-        fc1 = fc.unsqueeze(1)
-        w = torch.addmm(fc1 * self.filter.bias, rbf * fc1, self.filter.weight.t())
+        # (rbf * fc) A^T + fc b (rbf_fc = rbf * fc, shared by all layers): the same function
+        # (edges past the cutoff still carry exactly nothing), but autograd then keeps only
+        # [E, n_rbf] operands for it instead of the filter's [E, 3F] output, one of the few
+        # [E, 3F] tensors a layer keeps for the backward pass (peak memory is what limits
+        # the atoms per rank)
+        w = torch.addmm(fc.unsqueeze(1) * self.filter.bias, rbf_fc, self.filter.weight.t())
         x = torch.index_select(self.phi(s), 0, j) * w
         xs, xvv, xvs = torch.split(x, f, dim=-1)
         dv_edge = xvs.unsqueeze(1) * unit.unsqueeze(2)
@@ -320,19 +320,21 @@ class PaiNN(MLFFModel, nn.Module):
         idx = element_indices(self.z_to_index, atomic_numbers, "PaiNN")
         n_atoms = atomic_numbers.shape[0]
         dtype = edge_vectors.dtype
-        fc, rbf, unit = self._edge_terms(edge_vectors)
+        fc, rbf_fc, unit = self._edge_terms(edge_vectors)
         s = self.embedding(idx).to(dtype)
         v = torch.zeros((n_atoms, 3, s.shape[1]), dtype=dtype, device=s.device)
         for n, block in enumerate(self.interactions):
-            s, v = block(s, v, edge_index, rbf, fc, unit, n == 0)
+            s, v = block(s, v, edge_index, rbf_fc, fc, unit, n == 0)
         return s, idx
 
     def _edge_terms(self, edge_vectors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cutoff weight ``[E]``, radial basis ``[E, n_rbf]`` and unit vector ``[E, 3]`` of each edge."""
+        """Cutoff weight ``fc [E]``, radial basis times it ``[E, n_rbf]`` and unit vector ``[E, 3]``
+        of each edge."""
         r = torch.linalg.norm(edge_vectors, dim=1)
         # edges beyond the cutoff (LAMMPS skin) get exactly zero weight; clamp avoids 0/0
         r_safe = torch.clamp(r, min=1e-6)
-        return self.fcut(r), self.rbf(r_safe), edge_vectors / r_safe.unsqueeze(1)
+        fc = self.fcut(r)
+        return fc, self.rbf(r_safe) * fc.unsqueeze(1), edge_vectors / r_safe.unsqueeze(1)
 
     # ------------------------------------------------------------------ layer exchange (contract v3)
     # The node state x [N, 4F] is s [N, F] followed by v [N, 3, F] flattened; engines that
@@ -362,10 +364,10 @@ class PaiNN(MLFFModel, nn.Module):
     @torch.jit.export
     def edge_features(self, edge_vectors: torch.Tensor) -> torch.Tensor:
         """What every layer needs of an edge, computed once: ``[E, 1 + n_rbf + 3]`` =
-        cutoff weight, radial basis and unit vector (the same numbers :meth:`features` uses)."""
+        cutoff weight, radial basis times it and unit vector (the same numbers :meth:`features` uses)."""
         self._single_head()
-        fc, rbf, unit = self._edge_terms(edge_vectors)
-        return torch.cat([fc.unsqueeze(1), rbf, unit], dim=1)
+        fc, rbf_fc, unit = self._edge_terms(edge_vectors)
+        return torch.cat([fc.unsqueeze(1), rbf_fc, unit], dim=1)
 
     @torch.jit.export
     def layer(
@@ -383,11 +385,11 @@ class PaiNN(MLFFModel, nn.Module):
         s = x[:, :f].contiguous()
         v = x[:, f:].reshape(n_atoms, 3, f).contiguous()
         # one split (its backward is one concatenation, not a zero-filled [E, D] per slice)
-        fc, rbf, unit = torch.split(edge_features, [1, edge_features.shape[1] - 4, 3], dim=1)
+        fc, rbf_fc, unit = torch.split(edge_features, [1, edge_features.shape[1] - 4, 3], dim=1)
         fc = fc.squeeze(1)
         for n, block in enumerate(self.interactions):
             if n == k:
-                s, v = block(s, v, edge_index, rbf, fc, unit, n == 0, n_local)
+                s, v = block(s, v, edge_index, rbf_fc, fc, unit, n == 0, n_local)
         return torch.cat([s, v.reshape(n_local, 3 * f)], dim=1)
 
     @torch.jit.export
