@@ -65,7 +65,10 @@ def main(job_file: str) -> int:
             out[f"{k}/out/{name}"] = np.array(lmp.extract_compute("pairout", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)[c])
     if me == 0:
         np.savez(job["output"], **out)
-    lmp.close()
+    # finalize MPI on every rank (collective) before exiting: under mpirun a rank that
+    # exits without MPI_Finalize counts as a crash, and mpiexec then SIGKILLs any rank
+    # still running (the occasional 'EXIT CODE: 9' of a finished job)
+    lmp.finalize()
     return 0
 
 
