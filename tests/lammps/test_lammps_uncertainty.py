@@ -85,6 +85,32 @@ def test_extrapolation_queue_holds_exactly_the_frames_in_the_trust_window(light_
             assert rec.forces is not None
 
 
+def test_two_runs_sharing_one_queue_never_interleave_frames(light_committee_file, tmp_path):
+    """Two LAMMPS runs (108 and 32 atoms) append to one queue at the same time, a frame
+    every step: the file holds every frame of both, each whole (the fix writes a frame
+    under an exclusive lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queue = tmp_path / "shared.xyz"
+    steps = 40
+
+    def one(reps: int):
+        cwd = tmp_path / f"run{reps}"
+        cwd.mkdir()
+        script = cu_box_script(light_committee_file, reps=reps, extra=MONITOR) + (
+            f"fix ext all mlff/extrapolation 1 {queue} lo 0.0 hi 1e9\nrun {steps}\n"
+            'print "COUNTS $(f_ext[2]) $(f_ext[3]) $(f_ext[4])"\n')
+        return run_lmp(script, cwd).values("COUNTS")
+
+    with ThreadPoolExecutor(2) as pool:  # subprocess.run releases the GIL: both lmp run at once
+        counts = list(pool.map(one, [3, 2]))
+    frames = read(queue, ":")
+    by_size = {n: [int(f.info["step"]) for f in frames if len(f) == n] for n in (108, 32)}
+    assert len(frames) == len(by_size[108]) + len(by_size[32])  # no frame of another size
+    for (queued, _, checked), n in zip(counts, (108, 32)):
+        assert queued == checked == steps and by_size[n] == list(range(1, steps + 1))
+
+
 def test_fix_halt_stops_a_run_whose_deviation_exceeds_the_threshold(light_committee_file, tmp_path):
     base = cu_box_script(light_committee_file, reps=2, extra=MONITOR)
     first = run_lmp(base + 'run 0\nprint "START $(c_maxdev:%.17g) $(c_pp[1]:%.17g)"\n', tmp_path)
