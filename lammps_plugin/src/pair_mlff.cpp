@@ -82,7 +82,7 @@ double PairMLFF::memory_usage()
   double bytes = Pair::memory_usage();
   bytes += (double) nmax_out_ * ncols_out_ * sizeof(double);
   bytes += (double) nmax_partial_ * ncols_partial_ * sizeof(double);
-  bytes += (double) nmax_feat_ * exchange_width_ * sizeof(double);
+  bytes += (double) nmax_feat_ * ncols_feat_ * sizeof(double);
   bytes += (double) (atom_node_.size() + node_atom_.size() + hop_.size()) * sizeof(int);
   for (const auto &list : graph_.lists)
     bytes += (double) list.edge_index.size() * sizeof(int64_t) + list.edge_vectors.size() * sizeof(double);
@@ -167,6 +167,12 @@ void PairMLFF::settings(int narg, char **arg)
   double charge = 0.0;
   force_ghost_mode_ = false;
   exchange_allowed_ = true;
+  // a keyword with two values: true for `yes`, false for `no`, anything else an error
+  auto two_way = [&](const std::string &key, const std::string &val, const char *yes, const char *no) {
+    if (val != yes && val != no)
+      error->all(FLERR, "pair_style mlff: {} must be {} or {}, not {}", key, yes, no, val);
+    return val == yes;
+  };
   for (int iarg = 1; iarg < narg; iarg += 2) {
     std::string key = arg[iarg];
     if (iarg + 1 >= narg) error->all(FLERR, "pair_style mlff: keyword {} needs a value", key);
@@ -174,19 +180,9 @@ void PairMLFF::settings(int narg, char **arg)
     if (key == "device") {
       device = val;
     } else if (key == "graph") {
-      if (val == "auto")
-        force_ghost_mode_ = false;
-      else if (val == "ghosts")
-        force_ghost_mode_ = true;
-      else
-        error->all(FLERR, "pair_style mlff: graph must be auto or ghosts, not {}", val);
+      force_ghost_mode_ = two_way(key, val, "ghosts", "auto");
     } else if (key == "exchange") {
-      if (val == "auto")
-        exchange_allowed_ = true;
-      else if (val == "no")
-        exchange_allowed_ = false;
-      else
-        error->all(FLERR, "pair_style mlff: exchange must be auto or no, not {}", val);
+      exchange_allowed_ = two_way(key, val, "auto", "no");
     } else if (key == "charge") {
       charge = utils::numeric(FLERR, val, false, lmp);
       have_charge = true;
@@ -1210,18 +1206,11 @@ void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
     for (int c = 0; c < exchange_width_; c++) xfeat_[i][c] = buf[m++];
 }
 
-void PairMLFF::grow_features()
-{
-  if (atom->nmax > nmax_feat_) {
-    memory->destroy(xfeat_);
-    nmax_feat_ = atom->nmax;
-    memory->create(xfeat_, nmax_feat_, exchange_width_, "pair:mlff:xfeat");
-  }
-}
-
 void PairMLFF::exchange_forward(double *rows)
 {
-  grow_features();
+  // (re)allocated when the atoms grew or the width changed (a new pair_style line on
+  // this instance may load a model with another width); no rows need zeroing here
+  grow_zeroed(xfeat_, nmax_feat_, ncols_feat_, exchange_width_, 0, "pair:mlff:xfeat");
   const int W = exchange_width_;
   const int64_t n_local = graph_.n_nodes > 0 ? graph_.n_local : 0;
   const int64_t n_nodes = graph_.n_nodes;
@@ -1233,12 +1222,11 @@ void PairMLFF::exchange_forward(double *rows)
 
 void PairMLFF::exchange_reverse(double *rows)
 {
-  grow_features();
   const int W = exchange_width_;
   const int nall = atom->nlocal + atom->nghost;
   const int64_t n_local = graph_.n_nodes > 0 ? graph_.n_local : 0;
   const int64_t n_nodes = graph_.n_nodes;
-  for (int i = 0; i < nall; i++) std::memset(xfeat_[i], 0, sizeof(double) * W);
+  grow_zeroed(xfeat_, nmax_feat_, ncols_feat_, W, nall, "pair:mlff:xfeat");
   for (int64_t k = n_local; k < n_nodes; k++) {
     std::memcpy(xfeat_[node_atom_[k]], rows + k * W, sizeof(double) * W);
     std::memset(rows + k * W, 0, sizeof(double) * W);

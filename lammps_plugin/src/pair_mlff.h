@@ -102,10 +102,9 @@ class PairMLFF : public Pair {
   bool exchange_allowed_ = true;    // exchange auto|no
   int exchange_width_ = 0;
   double **xfeat_ = nullptr;        // per LAMMPS atom (owned and ghost): one node state
-  int nmax_feat_ = 0;
+  int nmax_feat_ = 0, ncols_feat_ = 0;
   enum { COMM_PARTIAL, COMM_FEATURES } comm_what_ = COMM_PARTIAL;
   std::string mode_logged_;
-  void grow_features();
 
   mlff_lmp::Graph graph_;
   mlff_lmp::Result result_;

@@ -288,6 +288,22 @@ def test_log_states_mode(tmp_path, files):
     assert max(energies) - min(energies) < 1e-10 * max(1.0, abs(energies[0]))
 
 
+def test_a_new_pair_style_with_a_wider_model_reallocates_the_exchange_buffers(tmp_path, files):
+    """`pair_style mlff` issued again on the same pair instance with a model of another
+    node-state width (16 -> 4 * 8 features here): the per-atom exchange buffers follow the
+    width, and the energy is that of a fresh run of the second model."""
+    torch.manual_seed(3)
+    wide = PaiNN([8, 29], cutoff=3.6, n_features=16, num_interactions=LAYERS, n_rbf=6).double().eval()
+    narrow = PaiNN([8, 29], cutoff=3.6, n_features=4, num_interactions=LAYERS, n_rbf=6).double().eval()
+    export_model(wide, tmp_path / "wide.pt")
+    export_model(narrow, tmp_path / "narrow.pt")
+    fresh = run_lmp(cu_box_script(tmp_path / "wide.pt", reps=3, extra=RUN), tmp_path, nprocs=2).values("PE")[0]
+    again = cu_box_script(tmp_path / "narrow.pt", reps=3, extra="run 0\n") + (
+        f"pair_style mlff {tmp_path / 'wide.pt'}\npair_coeff * * Cu\n{RUN}")
+    run = run_lmp(again, tmp_path, nprocs=2)
+    assert run.values("PE")[0] == pytest.approx(fresh, abs=1e-10 * max(1.0, abs(fresh)))
+
+
 def test_bad_exchange_keyword(tmp_path, files):
     run = run_lmp(cu_box_script(files["v3"], reps=2, pair_args="exchange maybe", extra=RUN), tmp_path, check=False)
     assert run.returncode != 0 and "exchange must be auto or no" in run.output
