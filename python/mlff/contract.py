@@ -605,8 +605,8 @@ def metadata_for(
     ``outputs``, ``fidelities``, ``uses_charge``, ``locality``, ``hyperparameters``.
 
     A model whose ``layer_exchange_info()`` returns ``{"layers", "width"}`` (it exports
-    ``embed``, ``layer`` and ``readout_energies``) is described with ``message_passing`` and
-    contract version 3, unless ``layer_exchange`` is False (a version-2 file, for engines
+    ``embed``, ``edge_features``, ``layer`` and ``readout_energies``) is described with
+    ``message_passing`` and contract version 3, unless ``layer_exchange`` is False (a version-2 file, for engines
     that predate version 3). The method is separate from ``contract_info`` so that
     wrappers that reuse a network's ``contract_info`` (a network plus physics terms) do
     not claim layers they do not export.
@@ -902,8 +902,9 @@ def export_model(
 def evaluate_layers(
     module: torch.nn.Module, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
 ) -> torch.Tensor:
-    """Per-atom energies ``[N]`` composed from a version-3 model's exposed layers:
-    ``readout_energies(layer(L-1, ... layer(0, embed(z)) ...), z)`` (what forward returns)."""
+    """Per-atom energies ``[N]`` composed from a version-3 model's exposed layers, every
+    node owned: ``readout_energies(layer(L-1, ... layer(0, embed(z), edges, e, N) ...), z)``
+    with ``e = edge_features(edge_vectors)`` (what forward returns)."""
     n_layers = int(module.num_interactions)
     x = module.embed(atomic_numbers)
     e = module.edge_features(edge_vectors)
@@ -921,11 +922,26 @@ def _check_layers(module: torch.nn.Module, meta: ModelMetadata, energies: torch.
         if tuple(x.shape) != (z.shape[0], mp.width):
             raise MLFFModelError(f"embed returned shape {tuple(x.shape)}, the metadata declares width {mp.width}")
         got = evaluate_layers(module, z, eis[0], evs[0].detach())
-    tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
-    if not torch.allclose(got.detach(), energies.detach(), **tol):
-        raise MLFFModelError(
-            "the model's layers (embed, edge_features, layer, readout_energies) do not compose to its forward"
-        )
+        tol = dict(rtol=1e-5, atol=1e-6) if meta.dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+        if not torch.allclose(got.detach(), energies.detach(), **tol):
+            raise MLFFModelError(
+                "the model's layers (embed, edge_features, layer, readout_energies) do not compose to its forward"
+            )
+        # what LAMMPS relies on: with the first m nodes owned and the edges centred on them,
+        # layer(..., m) gives the first m rows of layer(..., N) (ghosts are not updated)
+        n = int(z.shape[0])
+        m = max(1, n // 2)
+        keep = eis[0][0] < m
+        ei, e = eis[0][:, keep], module.edge_features(evs[0].detach()[keep])
+        for k in range(mp.layers):
+            full = module.layer(k, x, ei, e, n)
+            owned = module.layer(k, x, ei, e, m)
+            if tuple(owned.shape) != (m, mp.width) or not torch.allclose(owned.detach(), full[:m].detach(), **tol):
+                raise MLFFModelError(
+                    f"the model's layer({k}, x, edges, e, n_local) does not return the first n_local rows of "
+                    "layer(..., N) (shape [n_local, width]); engines that exchange ghost states rely on it"
+                )
+            x = full
 
 
 class LoadedModel:

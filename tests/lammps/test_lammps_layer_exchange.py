@@ -131,6 +131,30 @@ def test_layer_updates_only_the_owned_rows(files):
             module.layer(0, module.embed(z), all_edges, module.edge_features(torch.as_tensor(vec)), n_local)
 
 
+class _GhostsFirst(PaiNN):
+    """A broken layer: the right shape for n_local owned nodes, but the last rows."""
+
+    @torch.jit.export
+    def layer(
+        self, k: int, x: torch.Tensor, edge_index: torch.Tensor, edge_features: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
+        n, f = x.shape[0], x.shape[1] // 4
+        s, v = x[:, :f].contiguous(), x[:, f:].reshape(n, 3, f).contiguous()
+        fc, rbf_fc, unit = torch.split(edge_features, [1, edge_features.shape[1] - 4, 3], dim=1)
+        for i, block in enumerate(self.interactions):
+            if i == k:
+                s, v = block(s, v, edge_index, rbf_fc, fc.squeeze(1), unit, i == 0)
+        return torch.cat([s, v.reshape(n, 3 * f)], dim=1)[n - n_local:]  # every node updated, the last rows
+
+
+def test_export_refuses_layers_that_do_not_keep_the_owned_rows(tmp_path):
+    torch.manual_seed(7)
+    model = _GhostsFirst([8, 29], cutoff=3.6, n_features=8, num_interactions=LAYERS, n_rbf=6).double().eval()
+    with pytest.raises(MLFFModelError, match="first n_local rows"):
+        export_model(model, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_shallow_ensemble_offers_no_layers(tmp_path):
     model = _painn(n_heads=3)
     assert model.layer_exchange_info() is None
