@@ -760,7 +760,11 @@ void PairMLFF::build_graph()
     return true;
   };
 
-  if (!ghost_mode_) {
+  if (!ghost_mode_ || layer_exchange_) {
+    // edges centred on owned atoms. On one rank every ghost is a periodic image of an
+    // owned atom (its node); with layer exchange the other neighbours (within one cutoff)
+    // become ghost nodes, whose states their owners send before every layer
+    const double cut_sq = layer_exchange_ ? cut_first_sq_ : model_.cutoff * model_.cutoff;
     for (int k = 0; k < n_local; k++) {
       int i = node_atom_[k];
       const int *jlist = firstneigh[i];
@@ -768,25 +772,11 @@ void PairMLFF::build_graph()
         int j = jlist[jj] & NEIGHMASK;
         if (type_z_[type[j]] <= 0) continue;
         double rsq = dist_sq(i, j);
-        if (rsq >= model_.cutoff * model_.cutoff) continue;
-        if (atom_node_[j] < 0 && !own_image(j))
-          throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
-                                   " has no owned image on this rank");
-        add_edges(i, j, rsq, 0.0);
-      }
-    }
-  } else if (layer_exchange_) {
-    // layer exchange: edges centred on owned atoms; their neighbours (within one cutoff)
-    // are the ghost nodes, whose states the owners send before every layer
-    for (int k = 0; k < n_local; k++) {
-      int i = node_atom_[k];
-      const int *jlist = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; jj++) {
-        int j = jlist[jj] & NEIGHMASK;
-        if (type_z_[type[j]] <= 0) continue;
-        double rsq = dist_sq(i, j);
-        if (rsq >= cut_first_sq_) continue;
+        if (rsq >= cut_sq) continue;
         if (atom_node_[j] < 0 && !own_image(j)) {
+          if (!layer_exchange_)
+            throw std::runtime_error("ghost atom " + std::to_string(atom->tag[j]) +
+                                     " has no owned image on this rank");
           atom_node_[j] = static_cast<int>(node_atom_.size());
           node_atom_.push_back(j);
         }
